@@ -1,0 +1,54 @@
+"""Reducing raw scores to one number per (position, step), the reference library's way.
+
+Each reducer collapses the last unit dimension (hidden size for gradients; heads then layers for attention);
+after each reduction, with `normalize`, every step's column is scaled to L1 norm 1 over source and target
+together. NaN cells (positions after the step) are left out of the norm and stay NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from workers.methods.base import RawScores
+
+Reducer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _absmax(scores: torch.Tensor) -> torch.Tensor:
+    index = torch.nan_to_num(scores).abs().argmax(dim=-1, keepdim=True)
+    return scores.gather(-1, index).squeeze(-1)
+
+
+REDUCERS: dict[str, Reducer] = {
+    "vnorm": lambda s: torch.linalg.vector_norm(s, ord=2, dim=-1),
+    "sum": lambda s: s.sum(dim=-1),
+    "mean": lambda s: s.mean(dim=-1),
+    "absmax": _absmax,
+}
+"""Reductions over the last dimension, by the ids accepted in `aggregation.aggregators`."""
+
+
+def normalize_columns(scores: RawScores) -> RawScores:
+    """Scale each step's column to L1 norm 1 over source and target together, ignoring NaN."""
+    parts = [t for t in (scores.source, scores.target) if t is not None]
+    total = sum(torch.nan_to_num(t).abs().sum(dim=0, keepdim=True) for t in parts)
+    total = total.clamp_min(1e-12)  # an all-zero column stays zero instead of becoming NaN
+    return RawScores(
+        source=None if scores.source is None else scores.source / total,
+        target=None if scores.target is None else scores.target / total,
+    )
+
+
+def aggregate(scores: RawScores, reducers: list[str], normalize: bool) -> RawScores:
+    """Apply each reducer to the trailing dimension in turn, normalizing after each one if asked."""
+    for name in reducers:
+        reduce = REDUCERS[name]
+        scores = RawScores(
+            source=None if scores.source is None else reduce(scores.source),
+            target=None if scores.target is None else reduce(scores.target),
+        )
+        if normalize:
+            scores = normalize_columns(scores)
+    return scores

@@ -1,0 +1,108 @@
+"""Gradients of every attributed step in one batched backward.
+
+A naive engine runs one forward + backward per generated token. Here one forward over the whole sequence
+yields every step's output, and the per-step gradients come in two stages:
+
+1. the LM head's input is cut from the graph (a detached leaf), so one cheap backward through the head gives,
+   for every step at once, d output_p / d hidden_{p-1} (each step reads only its own position);
+2. those vectors are sent back through the transformer body with `is_grads_batched=True` (vmap over the
+   backward), one batch row per step, so the vocabulary-sized head is never part of the batched backward.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from workers.engine.model_io import SequenceIO
+from workers.engine.step_functions import StepFunction
+
+logger = logging.getLogger(__name__)
+
+GRAD_ROW_BUDGET_BYTES = 768 * 2**20
+"""Memory allowed for the batched backward's per-step rows; sets how many steps share one backward."""
+
+
+class _HeadInput:
+    """The LM head's input as seen by the graph (`graph`) and as a detached leaf (`leaf`)."""
+
+    graph: torch.Tensor | None = None
+    leaf: torch.Tensor | None = None
+
+
+@contextmanager
+def detached_head_input(model: torch.nn.Module) -> Iterator[_HeadInput]:
+    """Route the LM head through a detached leaf for the duration of the block (hook always removed)."""
+    holder = _HeadInput()
+
+    def pre_hook(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        holder.graph = args[0]
+        holder.leaf = args[0].detach().requires_grad_(True)
+        return (holder.leaf, *args[1:])
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(pre_hook)
+    try:
+        yield holder
+    finally:
+        handle.remove()
+
+
+def rows_per_backward(io: SequenceIO, batch: int) -> int:
+    """How many steps fit one batched backward, from a rough per-row activation-gradient estimate."""
+    config = io.model.config.get_text_config(decoder=True)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", 512)
+    inner = getattr(config, "intermediate_size", None) or getattr(config, "d_ff", None) or 4 * hidden
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", 8)
+    length = io.target_ids.shape[1] + (io.source_ids.shape[1] if io.is_encoder_decoder else 0)
+    per_row = 4 * batch * length * (8 * hidden + 4 * inner + 4 * heads * length)
+    return max(1, GRAD_ROW_BUDGET_BYTES // per_row)
+
+
+def _body_backward(
+    graph: torch.Tensor, inputs: list[torch.Tensor], grad_rows: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    try:
+        return torch.autograd.grad(graph, inputs, grad_outputs=grad_rows, is_grads_batched=True, retain_graph=True)
+    except RuntimeError as exc:  # an op without a batching rule: same numbers, one row at a time
+        logger.warning("batched backward unavailable (%s); falling back to a per-step loop", exc)
+        rows = [torch.autograd.grad(graph, inputs, grad_outputs=row, retain_graph=True) for row in grad_rows]
+        return tuple(torch.stack(parts) for parts in zip(*rows, strict=True))
+
+
+def step_gradients(
+    io: SequenceIO,
+    embeds: tuple[torch.Tensor, ...],
+    positions: list[int],
+    attributed_fn: StepFunction,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, ...]:
+    """Gradient of each step's attributed output with respect to each embedding input that requires grad.
+
+    Args:
+        io: the sequence and model.
+        embeds: inputs `[batch, length, hidden]`; those with `requires_grad` get gradients.
+        positions: attributed target positions.
+        attributed_fn: differentiable step function of (logits, targets).
+        weights: `[batch]` weights summed over the batch (integrated-gradients quadrature); default ones.
+
+    Returns:
+        Per input, `[len(positions), batch, length, hidden]` (weighted), or None where no grad was asked.
+    """
+    wanted = [e for e in embeds if e.requires_grad]
+    with torch.enable_grad(), detached_head_input(io.model) as head:
+        out = io.forward(embeds, positions)
+        targets = io.step_targets(positions)
+        scores = attributed_fn(out.logits, targets)  # [batch, n]
+        batch = scores.shape[0]
+        w = torch.ones(batch, device=scores.device) if weights is None else weights.to(scores.device)
+        # Stage 1: d score_p / d head_input, for all steps at once (they touch disjoint rows).
+        (head_grad,) = torch.autograd.grad((scores * w[:, None]).sum(), head.leaf)
+        rows = torch.zeros((len(positions), *head.graph.shape), dtype=head_grad.dtype, device=head_grad.device)
+        for j, row in enumerate(out.head_rows):
+            rows[j, :, row] = head_grad[:, row]
+        # Stage 2: push each step's vector back through the body, batched over steps.
+        grads = iter(_body_backward(head.graph, wanted, rows))
+    return tuple(next(grads) if e.requires_grad else None for e in embeds)

@@ -1,0 +1,125 @@
+"""Gradient-based methods: saliency, input x gradient, integrated gradients.
+
+Each computes, for a chunk of steps, gradients of the attributed step function with respect to the input
+embeddings (`workers.engine.gradients.step_gradients`), then combines them as its captum counterpart does.
+"""
+
+from __future__ import annotations
+
+import torch
+from captum.attr._utils.approximation_methods import approximation_parameters
+
+from schemas.methods import IntegratedGradientsArgs, SaliencyArgs
+from workers.engine.gradients import rows_per_backward, step_gradients
+from workers.engine.model_io import SequenceIO
+from workers.engine.step_functions import StepFunction
+from workers.methods.base import AttributionMethod, RawScores, mask_after_step, register_method
+
+
+def _wanted(io: SequenceIO, attribute_target: bool) -> tuple[bool, ...]:
+    """Which inputs are attributed: the source always; the target prefix for decoder-only or when asked."""
+    return (True, attribute_target) if io.is_encoder_decoder else (True,)
+
+
+def _to_scores(io: SequenceIO, per_input: list[torch.Tensor | None], positions: list[int]) -> RawScores:
+    """`[n_steps, length, hidden]` per input → RawScores `[length, n_steps, hidden]` with the prefix mask."""
+    moved = [None if t is None else t.transpose(0, 1) for t in per_input]
+    if io.is_encoder_decoder:
+        source, target = moved
+    else:
+        source, target = None, moved[0]
+    if target is not None:
+        target = mask_after_step(target, positions)
+    return RawScores(source=source, target=target)
+
+
+class _PlainGradient(AttributionMethod):
+    family = "gradient"
+
+    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:
+        return min(n_positions, rows_per_backward(io, batch=1))
+
+    def combine(self, grad: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def attribute(
+        self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
+    ) -> RawScores:
+        embeds = tuple(
+            e.detach().requires_grad_(want)
+            for e, want in zip(io.input_embeds(), _wanted(io, attribute_target), strict=True)
+        )
+        grads = step_gradients(io, embeds, positions, attributed_fn)
+        combined = [None if g is None else self.combine(g[:, 0], e[0]) for g, e in zip(grads, embeds, strict=True)]
+        return _to_scores(io, combined, positions)
+
+
+@register_method
+class Saliency(_PlainGradient):
+    """Gradients of the output with respect to the inputs (Simonyan et al., 2013)."""
+
+    id = "saliency"
+    args: SaliencyArgs
+
+    def combine(self, grad: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:  # noqa: ARG002
+        return grad.abs() if self.args.abs else grad
+
+
+@register_method
+class InputXGradient(_PlainGradient):
+    """Input embeddings times their gradient (Shrikumar et al., 2016)."""
+
+    id = "input_x_gradient"
+
+    def combine(self, grad: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        return grad * embeds.detach()
+
+
+@register_method
+class IntegratedGradients(AttributionMethod):
+    """Path integral of gradients from a baseline to the input (Sundararajan et al., 2017).
+
+    The interpolated copies form the forward's batch; each step's output is summed over the copies with the
+    quadrature weights, so one batched backward yields every step's integrated gradient.
+    """
+
+    id = "integrated_gradients"
+    family = "gradient"
+    uses_baselines = True
+    args: IntegratedGradientsArgs
+
+    def _copies_per_forward(self, io: SequenceIO) -> int:
+        # Bound the batch of interpolated copies by the same per-row budget as the backward.
+        return max(1, min(self.args.n_steps, rows_per_backward(io, batch=1)))
+
+    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:
+        return min(n_positions, max(1, rows_per_backward(io, batch=self._copies_per_forward(io))))
+
+    def attribute(
+        self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
+    ) -> RawScores:
+        step_sizes_fn, alphas_fn = approximation_parameters(self.args.method)
+        alphas = torch.tensor(alphas_fn(self.args.n_steps), dtype=torch.float32)
+        weights = torch.tensor(step_sizes_fn(self.args.n_steps), dtype=torch.float32)
+        inputs = io.input_embeds()
+        baselines = io.baseline_embeds()
+        wanted = _wanted(io, attribute_target)
+        totals: list[torch.Tensor | None] = [None] * len(inputs)
+        per_forward = self._copies_per_forward(io)
+        for lo in range(0, len(alphas), per_forward):
+            a = alphas[lo : lo + per_forward].to(io.loaded.device).view(-1, 1, 1)
+            scaled = tuple(
+                (b + a * (x - b)).detach().requires_grad_(want)
+                for x, b, want in zip(inputs, baselines, wanted, strict=True)
+            )
+            grads = step_gradients(io, scaled, positions, attributed_fn, weights[lo : lo + per_forward])
+            for i, g in enumerate(grads):
+                if g is not None:
+                    part = g.sum(dim=1)  # over the copies: the quadrature sum
+                    totals[i] = part if totals[i] is None else totals[i] + part
+        combined: list[torch.Tensor | None] = []
+        for total, x, b in zip(totals, inputs, baselines, strict=True):
+            if total is not None and self.args.multiply_by_inputs:
+                total = total * (x - b)[0].detach()
+            combined.append(total)
+        return _to_scores(io, combined, positions)

@@ -1,0 +1,45 @@
+"""Methods reading the model's internals: attention weights."""
+
+from __future__ import annotations
+
+import torch
+
+from workers.engine.model_io import SequenceIO
+from workers.engine.step_functions import StepFunction
+from workers.methods.base import AttributionMethod, RawScores, mask_after_step, register_method
+
+
+def _rows(attentions: tuple[torch.Tensor, ...], rows: list[int]) -> torch.Tensor:
+    """Per-layer `[1, heads, query, key]` → `[key, n_steps, layers, heads]` for the given query rows."""
+    stacked = torch.stack([layer[0] for layer in attentions])  # [layers, heads, query, key]
+    return stacked[:, :, rows, :].permute(3, 2, 0, 1).float()
+
+
+@register_method
+class Attention(AttributionMethod):
+    """Attention weights of the position that predicts each step (Bahdanau et al., 2015).
+
+    Output-agnostic: `attributed_fn` does not change the scores. One forward gives every step.
+    """
+
+    id = "attention"
+    family = "internals"
+    default_reducers = ("mean", "mean")  # heads, then layers
+
+    def attribute(
+        self,
+        io: SequenceIO,
+        positions: list[int],
+        attributed_fn: StepFunction,  # noqa: ARG002 - attention does not depend on the output
+        attribute_target: bool,
+    ) -> RawScores:
+        with torch.inference_mode():
+            out = io.forward(io.input_embeds(), positions, output_attentions=True)
+        if out.decoder_attentions is None:
+            raise RuntimeError(f"model {io.loaded.id!r} returned no attention weights")
+        rows = out.head_rows
+        target = None
+        if not io.is_encoder_decoder or attribute_target:
+            target = mask_after_step(_rows(out.decoder_attentions, rows), positions)
+        source = _rows(out.cross_attentions, rows) if io.is_encoder_decoder else None
+        return RawScores(source=source, target=target)
