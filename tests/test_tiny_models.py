@@ -36,9 +36,11 @@ def test_tokenizer_and_generation(
     tok = AutoTokenizer.from_pretrained(tiny_models[model_id])
     specials = (tok.pad_token_id, tok.unk_token_id, tok.bos_token_id, tok.eos_token_id)
     assert specials == (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
-    ids = tok("The cat sat on the zebra.").input_ids
+    ids = tok("The cat sat on the zebra!").input_ids
     assert ids[: len(prefix)] == prefix and ids[len(ids) - len(suffix) :] == suffix
     assert UNK_ID in ids
+    text = "Hello, how are you today? I am fine, thank you."
+    assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
     causal = ARCHITECTURES[model_id] == "causal"
     model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(tiny_models[model_id])
     assert model.dtype.is_floating_point and str(model.dtype) == "torch.float32"
@@ -48,7 +50,9 @@ def test_tokenizer_and_generation(
     assert len(new) >= 1
     if not causal:
         assert out[0, 0].item() == model.generation_config.decoder_start_token_id
-    # Word-level vocabulary: decoding generated ids and encoding the text again is lossless.
+    if model_id == "tiny-bart":
+        assert new[0].item() == BOS_ID
+    # Decoding generated ids and encoding the text again is lossless.
     text = tok.decode(new, skip_special_tokens=True)
     kept = [i for i in new.tolist() if i not in (PAD_ID, BOS_ID, EOS_ID, UNK_ID)]
     assert tok(text, add_special_tokens=False).input_ids == kept

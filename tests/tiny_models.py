@@ -8,7 +8,12 @@ Token conventions mimic the real families:
 - tiny-gpt2: no special tokens added when encoding (like GPT-2); bos/eos/unk/pad are still defined.
 - tiny-llama: `<s>` prepended (like Llama).
 - tiny-t5 / tiny-marian: `</s>` appended; decoder starts with `<pad>` (like T5/Marian).
-- tiny-bart: `<s> ... </s>`; decoder starts with `</s>` (like BART).
+- tiny-bart: `<s> ... </s>`; decoder starts with `</s>`, then `<s>` is forced (like BART).
+
+The tokenizer is word level with SentencePiece-style "▁" spaces (punctuation stays attached to its word):
+decoding is the exact inverse of encoding for single-spaced texts made of CORPUS words, and generated ids
+survive decode + encode (as the reference library does with greedy generations). Unknown words become
+<unk>, which decoding with skip_special_tokens drops: test inputs should use CORPUS words.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 VOCAB_SIZE = 400
-"""Upper bound for the word-level vocabulary (4 specials + every word and punctuation mark of CORPUS)."""
+"""Upper bound for the word-level vocabulary (4 specials + every space-separated word of CORPUS)."""
 
 CAUSAL = ("tiny-gpt2", "tiny-llama")
 SEQ2SEQ = ("tiny-t5", "tiny-bart", "tiny-marian")
@@ -78,13 +83,15 @@ CORPUS = [
 
 
 def _tokenizer_object(model_id: str):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    # Word level: words and punctuation are tokens, anything unseen is <unk>. Decoding joins tokens with
-    # spaces, so decoding generated ids and encoding the text again gives back the same ids (byte-level BPE
-    # would not: partial UTF-8 bytes decode to U+FFFD and merges differ).
+    # Word level with SentencePiece-style spaces: every token is "▁" + a space-free word (punctuation stays
+    # attached: "▁mat."), anything unseen is <unk>. Decoding joins tokens with spaces, so it is the exact
+    # inverse of encoding (the reference library checks that a decoder-only generation starts with its
+    # prompt text), and decoding then encoding any generated ids gives them back.
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     trainer = trainers.WordLevelTrainer(
         vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False
     )
@@ -118,6 +125,7 @@ def make_tokenizer(model_id: str):
         unk_token=UNK,
         pad_token=PAD,
         model_max_length=128,
+        clean_up_tokenization_spaces=False,
     )
 
 
@@ -161,7 +169,7 @@ def _model(model_id: str, vocab_size: int):
             num_heads=4,
             relative_attention_num_buckets=8,
             dropout_rate=0.0,
-            initializer_factor=4.0,
+            initializer_factor=1.0,
             decoder_start_token_id=PAD_ID,
             pad_token_id=PAD_ID,
             eos_token_id=EOS_ID,
@@ -224,6 +232,8 @@ def build_tiny_model(model_id: str, folder: Path, seed: int = 0) -> Path:
         eos_token_id=EOS_ID,
         pad_token_id=PAD_ID,
         decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
+        # Like facebook/bart-*: generations start with </s> <s>, as decoding and re-encoding gives them.
+        forced_bos_token_id=BOS_ID if model_id == "tiny-bart" else None,
         do_sample=False,
         max_new_tokens=20,
     )
