@@ -27,7 +27,12 @@ class SeqattrError(Exception):
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The problem+json body (without `instance` unless given)."""
-        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
         if instance is not None:
             body["instance"] = instance
         body.update(self.extensions)
@@ -57,3 +62,144 @@ class ModelLoadError(SeqattrError):
     slug = "model-load-failed"
     title = "Model could not be loaded"
     status = 500
+
+
+# Errors of the HTTP layer and the job system. The API turns each into problem+json; the ones a job can end
+# with are stored in its record as `error`.
+
+
+class MalformedBodyError(SeqattrError):
+    """The body is not JSON, or not sent as `application/json`."""
+
+    slug = "malformed-body"
+    title = "Malformed request body"
+    status = 400
+
+
+class RequestValidationFailed(SeqattrError):
+    """The body or parameters do not match the schema; `errors` names each location."""
+
+    slug = "validation-error"
+    title = "Invalid request"
+    status = 422
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        count = len(errors)
+        super().__init__(f"{count} validation error{'s' if count != 1 else ''}", errors=errors)
+
+
+class RouteNotFoundError(SeqattrError):
+    slug = "not-found"
+    title = "Not found"
+    status = 404
+
+
+class MethodNotAllowedError(SeqattrError):
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+    status = 405
+
+
+class BodyTooLargeError(SeqattrError):
+    slug = "body-too-large"
+    title = "Request body too large"
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body exceeds {limit} bytes", max_bytes=limit)
+
+
+class HTTPProblem(SeqattrError):
+    """Any other HTTP error raised by the framework, kept with its own status and title."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.slug = title.lower().replace(" ", "-")
+
+
+class UnknownJobError(SeqattrError):
+    slug = "unknown-job"
+    title = "Unknown job"
+    status = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class JobExpiredError(SeqattrError):
+    """The job existed but its record and result are past their retention (or were deleted)."""
+
+    slug = "job-expired"
+    title = "Job expired"
+    status = 410
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} is past its retention; its record and result were removed")
+
+
+class JobNotReadyError(SeqattrError):
+    """The result was asked for before the job finished; `job_status` says where it is."""
+
+    slug = "job-not-ready"
+    title = "Result not ready"
+    status = 409
+
+    def __init__(self, job_id: str, job_status: str) -> None:
+        super().__init__(f"job {job_id!r} is {job_status}; poll GET /v1/jobs/{job_id}", job_status=job_status)
+
+
+class JobFailedError(SeqattrError):
+    """The result was asked for but the job failed or was canceled; `error` is the job's own problem."""
+
+    slug = "job-failed"
+    title = "Job did not finish"
+    status = 409
+
+    def __init__(self, job_id: str, job_status: str, error: dict[str, Any] | None) -> None:
+        detail = f"job {job_id!r} is {job_status} and has no result"
+        super().__init__(detail, job_status=job_status, error=error)
+
+
+class IdempotencyKeyReusedError(SeqattrError):
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused"
+    status = 422
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was used for job {job_id!r} with a different body", job_id=job_id
+        )
+
+
+class ServiceNotReadyError(SeqattrError):
+    """Redis is unreachable or no worker is alive; clients should retry after `retry_after` seconds."""
+
+    slug = "not-ready"
+    title = "Service not ready"
+    status = 503
+
+    def __init__(self, detail: str, retry_after: int, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class JobTimeoutError(SeqattrError):
+    slug = "job-timeout"
+    title = "Job timed out"
+    status = 500
+
+    def __init__(self, timeout_s: int | None) -> None:
+        super().__init__(f"the job ran longer than its limit of {timeout_s} s and was stopped")
+
+
+class WorkerLostError(SeqattrError):
+    """The worker running the job stopped sending heartbeats (killed, out of memory, host lost)."""
+
+    slug = "worker-lost"
+    title = "Worker lost"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("the worker running this job stopped before the job ended; submit it again")

@@ -1,0 +1,67 @@
+"""RFC 9457 problem details: the body of every error response (`application/problem+json`).
+
+The models document the shape in OpenAPI; the bodies themselves come from `SeqattrError.to_problem()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+"""Media type of every error response."""
+
+
+class Problem(BaseModel):
+    """An error: `type` is a stable URI per kind of error; extension members add what helps."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(description="Stable URI identifying the kind of problem.")
+    title: str
+    status: int = Field(description="The HTTP status code.")
+    detail: str
+    instance: str | None = Field(None, description="The request path (or job) the problem is about.")
+
+
+class ValidationErrorItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    loc: list[str | int] = Field(description="Where the error is, e.g. ['body', 'generation_args', 'top_p'].")
+    msg: str
+    type: str
+
+
+class ValidationProblem(Problem):
+    """A 422: one entry in `errors` per invalid location."""
+
+    errors: list[ValidationErrorItem]
+
+
+class UnknownModelProblem(Problem):
+    """A 404 for an unknown model id: `available` lists the served ones."""
+
+    available: list[str]
+
+
+class JobStateProblem(Problem):
+    """A 409 from `GET /v1/jobs/{id}/result`: the job's status and, if it failed, its error."""
+
+    job_status: str
+    error: dict[str, Any] | None = None
+
+
+def problem_responses(*statuses: int, **models: type[Problem]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, documented as problem+json.
+
+    Args:
+        *statuses: statuses documented with the plain `Problem` model.
+        **models: `s404=UnknownModelProblem`-style overrides, keyed by 's' + status.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    chosen = {int(key[1:]): model for key, model in models.items()}
+    for status in sorted({*statuses, *chosen}):
+        model = chosen.get(status, Problem)
+        out[status] = {"model": model, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    return out
