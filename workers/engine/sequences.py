@@ -100,6 +100,11 @@ def _decoder_only(loaded: LoadedModel, index: int, request: AttributionRequest) 
             )
     else:
         generated = _generate(loaded, source_ids, request)
+        # Like the reference library, decode and tokenize again; but drop a BOS the tokenizer added, or the
+        # text would start with "<s>" instead of the prompt and get a second BOS.
+        bos = loaded.tokenizer.bos_token_id
+        while bos is not None and generated and generated[0] == bos and source_ids[:1] == [bos]:
+            generated = generated[1:]
         full_text = loaded.tokenizer.decode(generated, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     target_ids = _encode(loaded, full_text)
     _check_length(loaded, index, len(target_ids))

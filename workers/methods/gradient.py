@@ -108,8 +108,10 @@ class IntegratedGradients(AttributionMethod):
         per_forward = self._copies_per_forward(io)
         for lo in range(0, len(alphas), per_forward):
             a = alphas[lo : lo + per_forward].to(io.loaded.device).view(-1, 1, 1)
+            # Only attributed inputs move along the path; the others stay at their real embeddings
+            # (repeated over the copies), as captum treats additional forward arguments.
             scaled = tuple(
-                (b + a * (x - b)).detach().requires_grad_(want)
+                (b + a * (x - b)).detach().requires_grad_(True) if want else x.detach().expand(len(a), -1, -1)
                 for x, b, want in zip(inputs, baselines, wanted, strict=True)
             )
             grads = step_gradients(io, scaled, positions, attributed_fn, weights[lo : lo + per_forward])

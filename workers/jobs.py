@@ -1,0 +1,131 @@
+"""The job function RQ runs in a worker: `run_attribution_job(request)`.
+
+It validates the stored request again, takes the model from the worker's cache, runs the engine with a
+progress callback, and stores the result as orjson bytes under its own key; RQ's own return value stays
+tiny. Any failure ends the job `failed` with a problem body in `job.meta['error']`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from rq import get_current_job
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from schemas.attribution import AttributionRequest
+from schemas.errors import JobTimeoutError, SeqattrError
+from service.defaults import PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
+from service.keys import cancel_key, result_key
+from workers.engine import run_attribution
+from workers.model_cache import ModelCache
+
+logger = logging.getLogger(__name__)
+
+_model_cache: ModelCache | None = None
+
+
+def use_model_cache(cache: ModelCache) -> None:
+    """Give the job function the worker's model cache (called once by the worker)."""
+    global _model_cache
+    _model_cache = cache
+
+
+def _cache() -> ModelCache:
+    global _model_cache
+    # A plain `rq worker` never calls use_model_cache: build one from the environment on first use.
+    if _model_cache is None:
+        from schemas.models import load_registry
+        from workers.settings import get_worker_settings
+
+        settings = get_worker_settings()
+        _model_cache = ModelCache(
+            load_registry(settings.models), settings.data_dir / "models", settings.device
+        )
+    return _model_cache
+
+
+class JobCanceled(Exception):
+    """Raised inside a job whose cancellation was requested; the API reports the job `canceled`."""
+
+
+class ProgressReporter:
+    """The engine's `on_progress(done, total)`: writes `job.meta['progress']`, at most every `min_interval_s`.
+
+    The first and the last report are always written. Each write also checks whether the job was canceled.
+    """
+
+    def __init__(self, job: Job, min_interval_s: float = PROGRESS_MIN_INTERVAL_S) -> None:
+        self.job = job
+        self.min_interval_s = min_interval_s
+        self.done = 0
+        self.total = 0
+        self._last_write: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.monotonic()
+        due = self._last_write is None or now - self._last_write >= self.min_interval_s
+        if due or done >= total:
+            self._write(now)
+
+    def finish(self) -> None:
+        """Record the job as fully done (the engine's last report may have been throttled away)."""
+        if self.total and self.done < self.total:
+            self.done = self.total
+        self._write(time.monotonic(), check=False)  # the result is stored: too late to cancel
+
+    def check_canceled(self) -> None:
+        if self.job.connection.exists(cancel_key(self.job.id)):
+            raise JobCanceled(self.job.id)
+
+    def _write(self, now: float, check: bool = True) -> None:
+        if check:
+            self.check_canceled()
+        self._last_write = now
+        self.job.meta["progress"] = {"done": self.done, "total": self.total}
+        self.job.save_meta()
+
+
+def _fail(job: Job, problem: dict[str, Any]) -> None:
+    job.meta["error"] = problem
+    job.save_meta()
+
+
+def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one attribution request; returns where the result was stored.
+
+    Args:
+        request: the validated `AttributionRequest`, as JSON-ready data.
+    """
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_attribution_job must run inside an RQ worker")
+    progress = ProgressReporter(job)
+    try:
+        progress.check_canceled()
+        parsed = AttributionRequest.model_validate(request)
+        loaded = _cache().get(parsed.model)
+        result = run_attribution(parsed, loaded, progress)
+        payload = orjson.dumps({"id": job.id, **result})
+        ttl = job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL_S
+        job.connection.set(result_key(job.id), payload, ex=ttl)
+        progress.finish()
+    except JobCanceled:
+        logger.info("job %s canceled", job.id)
+        raise
+    except SeqattrError as exc:
+        _fail(job, exc.to_problem())
+        raise
+    except JobTimeoutException:
+        _fail(job, JobTimeoutError(job.timeout).to_problem())
+        raise
+    except Exception as exc:
+        _fail(
+            job, SeqattrError(f"the worker failed while running the job ({type(exc).__name__})").to_problem()
+        )
+        raise
+    return {"result_key": result_key(job.id), "bytes": len(payload)}
