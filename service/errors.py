@@ -1,0 +1,107 @@
+"""One place that turns every error into an RFC 9457 problem+json response."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas.errors import (
+    HTTPProblem,
+    MalformedBodyError,
+    MethodNotAllowedError,
+    RequestValidationFailed,
+    RouteNotFoundError,
+    SeqattrError,
+    ServiceNotReadyError,
+)
+from schemas.problems import PROBLEM_MEDIA_TYPE
+from service.defaults import READYZ_RETRY_AFTER_S
+
+logger = logging.getLogger(__name__)
+
+
+def problem_response(
+    error: SeqattrError, instance: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The problem+json response for an error; `instance` is the request path."""
+    merged = {**getattr(error, "headers", {}), **(headers or {})}
+    return JSONResponse(
+        error.to_problem(instance=instance),
+        status_code=error.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=merged,
+    )
+
+
+def _clean(error: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic error without its `input` (it may echo a whole text) and with a plainer message."""
+    loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
+    kind = error.get("type", "value_error")
+    msg = str(error.get("msg", ""))
+    if kind == "extra_forbidden" and loc:
+        msg = f"unknown field {loc[-1]!r}"
+    elif kind == "missing" and loc == ["body"]:
+        msg = "a JSON body is required"
+    msg = msg.removeprefix("Value error, ")
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+def validation_error(exc: RequestValidationError) -> SeqattrError:
+    """400 for a body that is not JSON at all, else 422 naming every invalid location."""
+    errors = list(exc.errors())
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+            position = error.get("loc", ("body", "?"))[-1]
+            return MalformedBodyError(f"the body is not valid JSON: {reason} (at character {position})")
+    # FastAPI leaves a body that was not sent as JSON as raw bytes, which then fails as "not an object".
+    if isinstance(exc.body, bytes | bytearray) and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return MalformedBodyError("the body must be JSON sent with 'Content-Type: application/json'")
+    return RequestValidationFailed([_clean(e) for e in errors])
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers: ours, validation, framework HTTP errors, and anything unexpected."""
+
+    @app.exception_handler(SeqattrError)
+    async def _seqattr_error(request: Request, exc: SeqattrError) -> JSONResponse:
+        if exc.status >= 500:
+            logger.error("%s %s: %s", request.method, request.url.path, exc.detail)
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(validation_error(exc), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error: SeqattrError
+        if exc.status_code == 404:
+            error = RouteNotFoundError(f"no resource at {request.url.path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+        else:
+            phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus else "Error"
+            error = HTTPProblem(exc.status_code, phrase, str(exc.detail))
+        return problem_response(error, request.url.path, dict(exc.headers or {}))
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        error = ServiceNotReadyError("the job store (Redis) is unreachable", READYZ_RETRY_AFTER_S)
+        return problem_response(error, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        error = SeqattrError("an unexpected error occurred; it has been logged")
+        return problem_response(error, request.url.path)

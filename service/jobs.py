@@ -1,0 +1,263 @@
+"""What the job endpoints do: submit, read, wait for, list, cancel and delete jobs, and fetch results.
+
+Routes call these plain functions; they raise `SeqattrError`s that the handlers turn into problem+json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQJobStatus
+from starlette.concurrency import run_in_threadpool
+
+from schemas.attribution import AttributionRequest
+from schemas.errors import (
+    IdempotencyKeyReusedError,
+    JobExpiredError,
+    JobFailedError,
+    JobNotReadyError,
+    RequestValidationFailed,
+    UnknownJobError,
+    UnknownModelError,
+    WorkerLostError,
+)
+from schemas.jobs import TERMINAL_STATUSES, Job, JobLinks, JobPage, JobStatus, Progress
+from schemas.models import ModelEntry
+from service.defaults import LIST_MAX_SCAN, LONG_POLL_INTERVAL_S
+from service.queue import IndexEntry, JobQueue
+
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+"""Job ids are uuid4 hex; anything else cannot be a job of ours."""
+
+_RQ_STATUS = {
+    "created": "queued",
+    "queued": "queued",
+    "deferred": "queued",
+    "scheduled": "queued",
+    "started": "started",
+    "finished": "finished",
+    "failed": "failed",
+    "stopped": "canceled",
+    "canceled": "canceled",
+}
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _rq_status(job: RQJob) -> str:
+    status = job.get_status(refresh=False)
+    return status.value if isinstance(status, RQJobStatus) else str(status or "queued")
+
+
+def _status(job: RQJob, cancel_requested: bool) -> JobStatus:
+    status = _RQ_STATUS.get(_rq_status(job), "queued")
+    # A running job asked to stop ends as failed in RQ (the worker aborts it); report what the client asked.
+    if cancel_requested and status in ("started", "failed"):
+        return "canceled"
+    return status  # type: ignore[return-value]
+
+
+def to_view(job: RQJob, cancel_requested: bool, position: int | None = None) -> Job:
+    """The API's view of an RQ job and its meta."""
+    status = _status(job, cancel_requested)
+    meta = job.meta or {}
+    error = meta.get("error")
+    if status == "failed" and error is None:
+        # No problem stored by the job function: RQ failed it because its worker vanished.
+        error = WorkerLostError().to_problem()
+    if error is not None:
+        error = {**error, "instance": job_path(job.id)}
+    return Job(
+        id=job.id,
+        kind=meta.get("kind", "attribution"),
+        status=status,
+        created_at=_utc(job.created_at),
+        started_at=_utc(job.started_at),
+        ended_at=_utc(job.ended_at) if status in TERMINAL_STATUSES else None,
+        progress=Progress(**meta.get("progress", {})),
+        position=position if status == "queued" else None,
+        error=error,
+        links=JobLinks(self=job_path(job.id), result=job_path(job.id) + "/result"),
+        request=(job.kwargs or {}).get("request", {}),
+    )
+
+
+def _fetch(queue: JobQueue, job_id: str) -> RQJob:
+    job = queue.fetch(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if job is None:
+        if JOB_ID_PATTERN.fullmatch(job_id) and queue.has_tombstone(job_id):
+            raise JobExpiredError(job_id)
+        raise UnknownJobError(job_id)
+    if job.get_status(refresh=False) == "started":
+        queue.reap_abandoned(job.origin)
+        job = queue.fetch(job_id)
+        if job is None:
+            raise JobExpiredError(job_id)
+    return job
+
+
+def _view(queue: JobQueue, job: RQJob) -> Job:
+    [cancel_requested] = queue.cancel_requested([job.id])
+    position = queue.position(job) if job.get_status(refresh=False) == "queued" else None
+    return to_view(job, cancel_requested, position)
+
+
+def get_job(queue: JobQueue, job_id: str) -> Job:
+    """The job, or UnknownJobError (404) / JobExpiredError (410)."""
+    return _view(queue, _fetch(queue, job_id))
+
+
+async def wait_for_job(queue: JobQueue, job_id: str, wait_s: float) -> Job:
+    """The job once it reaches a terminal status, or as it is after `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        job = await run_in_threadpool(get_job, queue, job_id)
+        remaining = deadline - time.monotonic()
+        if job.status in TERMINAL_STATUSES or remaining <= 0:
+            return job
+        await asyncio.sleep(min(LONG_POLL_INTERVAL_S, remaining))
+
+
+def request_hash(payload: dict[str, Any]) -> str:
+    """A stable hash of a validated request (defaults filled, keys sorted)."""
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def submit_attribution(
+    queue: JobQueue,
+    registry: dict[str, ModelEntry],
+    request: AttributionRequest,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Enqueue an attribution job on its model's queue.
+
+    Returns:
+        The new job (or the one an earlier request with the same Idempotency-Key created) and whether
+        it is such an earlier job.
+    """
+    if request.model not in registry or request.model not in queue.queues:
+        raise UnknownModelError(request.model, list(registry))
+    payload = request.model_dump(mode="json")
+    job_id = uuid.uuid4().hex
+    if idempotency_key is not None:
+        body_hash = request_hash(payload)
+        existing = queue.claim_idempotency_key(idempotency_key, body_hash, job_id)
+        if existing is not None:
+            existing_id, existing_hash = existing
+            if existing_hash != body_hash:
+                raise IdempotencyKeyReusedError(idempotency_key, existing_id)
+            return get_job(queue, existing_id), True
+    try:
+        job = queue.enqueue(job_id, request.model, "attribution", payload)
+    except Exception:
+        if idempotency_key is not None:
+            queue.release_idempotency_key(idempotency_key)
+        raise
+    return _view(queue, job), False
+
+
+def get_result(queue: JobQueue, job_id: str) -> bytes:
+    """The stored result bytes of a finished job; 409 while it runs or when it failed."""
+    job = get_job(queue, job_id)
+    if job.status == "finished":
+        data = queue.result_bytes(job_id)
+        if data is None:
+            raise JobExpiredError(job_id)
+        return data
+    if job.status in TERMINAL_STATUSES:
+        raise JobFailedError(job_id, job.status, job.error)
+    raise JobNotReadyError(job_id, job.status)
+
+
+def delete_job(queue: JobQueue, job_id: str) -> Job | None:
+    """Cancel a queued or running job (returns it, now canceled) or delete an ended one (returns None)."""
+    job = _fetch(queue, job_id)
+    view = _view(queue, job)
+    if view.status in TERMINAL_STATUSES:
+        queue.delete(job)
+        return None
+    queue.cancel(job)
+    return get_job(queue, job_id)
+
+
+def encode_cursor(entry: IndexEntry) -> str:
+    return base64.urlsafe_b64encode(f"{entry.score!r}|{entry.job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> IndexEntry:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, job_id = raw.split("|", 1)
+        return IndexEntry(job_id, float(score))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise RequestValidationFailed(
+            [
+                {
+                    "loc": ["query", "cursor"],
+                    "msg": "not a cursor returned by this endpoint",
+                    "type": "value_error",
+                }
+            ]
+        ) from None
+
+
+def list_jobs(
+    queue: JobQueue, limit: int, cursor: str | None = None, status: JobStatus | None = None
+) -> JobPage:
+    """Jobs newest first; at most `LIST_MAX_SCAN` index entries are read per page when filtering."""
+    after = decode_cursor(cursor) if cursor else None
+    batch_size = limit if status is None else max(limit, 50)
+    found: list[Job] = []
+    scanned = 0
+    more = True
+    while more and len(found) < limit and scanned < LIST_MAX_SCAN:
+        entries = queue.index_page(after, batch_size)
+        more = len(entries) == batch_size
+        jobs = _fetch_for_listing(queue, [e.job_id for e in entries])
+        for i, (entry, job) in enumerate(zip(entries, jobs, strict=True)):
+            after, scanned = entry, scanned + 1
+            if job is not None and (status is None or job.status == status):
+                found.append(job)
+            if len(found) == limit:
+                more = more or i < len(entries) - 1
+                break
+    next_cursor = encode_cursor(after) if more and after is not None else None
+    return JobPage(jobs=found, next_cursor=next_cursor)
+
+
+def _fetch_for_listing(queue: JobQueue, job_ids: list[str]) -> list[Job | None]:
+    jobs = queue.fetch_many(job_ids)
+    queue.forget([job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None])
+    started = [
+        i for i, job in enumerate(jobs) if job is not None and job.get_status(refresh=False) == "started"
+    ]
+    if started:
+        for origin in {jobs[i].origin for i in started}:  # type: ignore[union-attr]
+            queue.reap_abandoned(origin)
+        for i, job in zip(started, queue.fetch_many([job_ids[i] for i in started]), strict=True):
+            jobs[i] = job
+    flags = queue.cancel_requested(job_ids)
+    return [
+        to_view(job, flag, queue.position(job) if job.get_status(refresh=False) == "queued" else None)
+        if job is not None
+        else None
+        for job, flag in zip(jobs, flags, strict=True)
+    ]

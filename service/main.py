@@ -1,0 +1,57 @@
+"""The app factory: `create_app()` builds the FastAPI app; `lifespan` opens Redis and the queues."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from redis import Redis
+
+from schemas.models import load_registry
+from service.errors import install_error_handlers
+from service.limits import BodySizeLimit
+from service.queue import JobQueue, Retention
+from service.routes import attributions, catalogue, health, jobs
+from service.settings import Settings, get_settings
+
+API_VERSION = "1.0.0"
+"""Version of the HTTP contract in the OpenAPI document."""
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operation ids: the route's explicit name (generated clients name methods after it)."""
+    return route.name
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    app.state.registry = load_registry(settings.models)
+    connection = Redis.from_url(
+        settings.effective_redis_url, socket_connect_timeout=5, health_check_interval=30
+    )
+    retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
+    app.state.queue = JobQueue(connection, app.state.registry, retention)
+    try:
+        yield
+    finally:
+        connection.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; `settings` defaults to the environment's."""
+    app = FastAPI(
+        title="Seqattr",
+        summary="Feature attribution for sequence-generation models.",
+        version=API_VERSION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings or get_settings()
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
+    for router in (attributions.router, jobs.router, catalogue.router, health.router):
+        app.include_router(router)
+    return app

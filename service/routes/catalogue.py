@@ -1,0 +1,28 @@
+"""`GET /v1/models`, `/v1/methods`, `/v1/step-functions`: what can be asked for."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from schemas.catalogue import MethodList, ModelList, StepFunctionList
+from service import catalogue
+from service.deps import RegistryDep
+
+router = APIRouter(prefix="/v1", tags=["catalogue"])
+
+
+@router.get("/models", name="list_models", response_model=ModelList, summary="Served models")
+def list_models(registry: RegistryDep) -> ModelList:
+    return catalogue.list_models(registry)
+
+
+@router.get("/methods", name="list_methods", response_model=MethodList, summary="Attribution methods")
+def list_methods() -> MethodList:
+    return catalogue.list_methods()
+
+
+@router.get(
+    "/step-functions", name="list_step_functions", response_model=StepFunctionList, summary="Step functions"
+)
+def list_step_functions() -> StepFunctionList:
+    return catalogue.list_step_functions()

@@ -1,0 +1,89 @@
+"""`/v1/jobs`: read, wait for, list, cancel and delete jobs; fetch results."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from schemas.jobs import Job, JobPage, JobStatus
+from schemas.problems import JobStateProblem, ValidationProblem, problem_responses
+from schemas.results import AttributionResult
+from service import jobs
+from service.defaults import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT
+from service.deps import QueueDep, SettingsDep
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(description="The job id from `POST /v1/attributions`.")]
+
+
+@router.get(
+    "",
+    name="list_jobs",
+    response_model=JobPage,
+    summary="Recent jobs, newest first",
+    responses=problem_responses(503, s422=ValidationProblem),
+)
+def list_jobs(
+    queue: QueueDep,
+    limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+) -> JobPage:
+    return jobs.list_jobs(queue, limit, cursor, status)
+
+
+@router.get(
+    "/{job_id}",
+    name="get_job",
+    response_model=Job,
+    summary="A job's status and progress",
+    responses=problem_responses(404, 410, 503, s422=ValidationProblem),
+)
+async def get_job(
+    job_id: JobId,
+    queue: QueueDep,
+    settings: SettingsDep,
+    wait: Annotated[
+        float,
+        Query(ge=0, description="Wait up to this many seconds (capped by the server) for a terminal status."),
+    ] = 0,
+) -> Job:
+    if wait <= 0:
+        return await run_in_threadpool(jobs.get_job, queue, job_id)
+    return await jobs.wait_for_job(queue, job_id, min(wait, settings.long_poll_max_s))
+
+
+@router.get(
+    "/{job_id}/result",
+    name="get_job_result",
+    summary="A finished job's result",
+    response_class=Response,
+    responses={
+        200: {"model": AttributionResult, "content": {"application/json": {}}},
+        **problem_responses(404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
+    },
+)
+def get_job_result(job_id: JobId, queue: QueueDep) -> Response:
+    # The stored bytes are returned as they are: results can be large, and re-encoding them would cost more
+    # than the request itself.
+    return Response(jobs.get_result(queue, job_id), media_type="application/json")
+
+
+@router.delete(
+    "/{job_id}",
+    name="delete_job",
+    status_code=202,
+    response_model=Job,
+    summary="Cancel a queued or running job, or delete an ended one",
+    responses={
+        202: {"description": "The job was queued or running and is now canceled."},
+        204: {"description": "The job had ended; its record and result are deleted."},
+        **problem_responses(404, 410, 503, s422=ValidationProblem),
+    },
+)
+def delete_job(job_id: JobId, queue: QueueDep) -> Job | Response:
+    job = jobs.delete_job(queue, job_id)
+    return job if job is not None else Response(status_code=204)
