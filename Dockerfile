@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # One image for the API and the workers.
 #   CPU (default):  docker build -t seqattr .
 #   GPU:            docker build -t seqattr:cuda --build-arg TORCH_INDEX=https://pypi.org/simple .
@@ -10,7 +8,8 @@
 #                   3.11 is installed from the distribution when the base lacks it).
 # Run:
 #   API (default CMD):  docker run -p 8000:8000 -e REDIS_URL=redis://host:6379/0 seqattr
-#   worker:             docker run -e REDIS_URL=redis://host:6379/0 seqattr python -m workers
+#   worker:             docker run -e REDIS_URL=redis://host:6379/0 [--gpus 1 -e SEQATTR_DEVICE=cuda] \
+#                           seqattr python -m workers
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -94,5 +93,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 
-# The API. Workers: `python -m workers` (same image, REDIS_URL and SEQATTR_WORKER_MODELS set).
+# The API. Workers: `python -m workers` (same image; set REDIS_URL, and SEQATTR_DEVICE=cuda on a GPU).
 CMD ["sh", "-c", "exec uvicorn service.main:create_app --factory --host 0.0.0.0 --port \"${PORT}\""]
