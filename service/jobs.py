@@ -91,7 +91,8 @@ def to_view(job: RQJob, cancel_requested: bool, position: int | None = None) -> 
         status=status,
         created_at=_utc(job.created_at),
         started_at=_utc(job.started_at),
-        ended_at=_utc(job.ended_at) if status in TERMINAL_STATUSES else None,
+        # A job failed for a lost worker has no end time: its last heartbeat is when it was last alive.
+        ended_at=_utc(job.ended_at or job.last_heartbeat) if status in TERMINAL_STATUSES else None,
         progress=Progress(**meta.get("progress", {})),
         position=position if status == "queued" else None,
         error=error,

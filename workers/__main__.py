@@ -65,6 +65,7 @@ def main() -> int:
         name=settings.worker_name or f"seqattr-{socket.gethostname()}-{os.getpid()}",
         model_cache=cache,
         heartbeat_s=settings.heartbeat_s,
+        progress_interval_s=settings.progress_interval_s,
         worker_ttl=settings.worker_ttl_s,
         maintenance_interval=settings.maintenance_s,
         log_job_description=True,

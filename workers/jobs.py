@@ -26,17 +26,19 @@ from workers.model_cache import ModelCache
 logger = logging.getLogger(__name__)
 
 _model_cache: ModelCache | None = None
+_progress_interval_s = PROGRESS_MIN_INTERVAL_S
 
 
-def use_model_cache(cache: ModelCache) -> None:
-    """Give the job function the worker's model cache (called once by the worker)."""
-    global _model_cache
+def configure(cache: ModelCache, progress_interval_s: float = PROGRESS_MIN_INTERVAL_S) -> None:
+    """Give the job function the worker's model cache and progress throttle (called once by the worker)."""
+    global _model_cache, _progress_interval_s
     _model_cache = cache
+    _progress_interval_s = progress_interval_s
 
 
 def _cache() -> ModelCache:
     global _model_cache
-    # A plain `rq worker` never calls use_model_cache: build one from the environment on first use.
+    # A plain `rq worker` never calls configure(): build a cache from the environment on first use.
     if _model_cache is None:
         from schemas.models import load_registry
         from workers.settings import get_worker_settings
@@ -104,7 +106,7 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_attribution_job must run inside an RQ worker")
-    progress = ProgressReporter(job)
+    progress = ProgressReporter(job, _progress_interval_s)
     try:
         progress.check_canceled()
         parsed = AttributionRequest.model_validate(request)

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from service.defaults import WORKER_HEARTBEAT_S, WORKER_MAINTENANCE_S, WORKER_TTL_S
+from service.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_S, WORKER_MAINTENANCE_S, WORKER_TTL_S
 from service.settings import CommonSettings
 
 
@@ -26,6 +26,7 @@ class WorkerSettings(CommonSettings):
     )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     heartbeat_s: float = Field(WORKER_HEARTBEAT_S, gt=0, le=300)
+    progress_interval_s: float = Field(PROGRESS_MIN_INTERVAL_S, ge=0, le=60)
     worker_ttl_s: int = Field(WORKER_TTL_S, ge=20, le=3600)
     maintenance_s: int = Field(WORKER_MAINTENANCE_S, ge=1)
     worker_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")

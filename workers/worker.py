@@ -11,7 +11,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import SimpleWorker, WorkerStatus
 
-from service.defaults import WORKER_HEARTBEAT_MISSES, WORKER_HEARTBEAT_S
+from service.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_MISSES, WORKER_HEARTBEAT_S
 from workers import jobs
 
 if TYPE_CHECKING:
@@ -30,11 +30,17 @@ class SeqattrWorker(SimpleWorker):
     Args:
         model_cache: the models this worker serves, loaded on first use.
         heartbeat_s: seconds between heartbeats while a job runs.
+        progress_interval_s: least time between two progress writes of a job.
         *args, **kwargs: passed to `SimpleWorker`.
     """
 
     def __init__(
-        self, *args: Any, model_cache: ModelCache, heartbeat_s: float = WORKER_HEARTBEAT_S, **kwargs: Any
+        self,
+        *args: Any,
+        model_cache: ModelCache,
+        heartbeat_s: float = WORKER_HEARTBEAT_S,
+        progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
+        **kwargs: Any,
     ):
         kwargs.setdefault("job_monitoring_interval", max(1, math.ceil(heartbeat_s)))
         super().__init__(*args, **kwargs)
@@ -42,7 +48,7 @@ class SeqattrWorker(SimpleWorker):
         self.heartbeat_s = heartbeat_s
         self._beat_stop: threading.Event | None = None
         self._beat_thread: threading.Thread | None = None
-        jobs.use_model_cache(model_cache)
+        jobs.configure(model_cache, progress_interval_s)
 
     def get_heartbeat_ttl(self, job: Job) -> int:  # noqa: ARG002 (same for every job)
         """How long a running job's registry entry lives without a fresh heartbeat."""

@@ -1,0 +1,46 @@
+"""The committed OpenAPI document matches the app, and the API process never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from service.openapi import OPENAPI_PATH, openapi_document, render
+
+
+def test_committed_openapi_matches_the_app() -> None:
+    assert OPENAPI_PATH.read_text() == render(openapi_document()), (
+        "openapi/openapi.json is stale: run `python -m service.openapi` and commit it"
+    )
+
+
+def test_operation_ids_are_stable() -> None:
+    document = openapi_document()
+    ids = sorted(op["operationId"] for path in document["paths"].values() for op in path.values())
+    assert ids == sorted(
+        [
+            "create_attribution",
+            "delete_job",
+            "get_job",
+            "get_job_result",
+            "healthz",
+            "list_jobs",
+            "list_methods",
+            "list_models",
+            "list_step_functions",
+            "readyz",
+        ]
+    )
+
+
+def test_errors_are_documented_as_problems() -> None:
+    document = openapi_document()
+    responses = document["paths"]["/v1/attributions"]["post"]["responses"]
+    assert set(responses) >= {"202", "400", "404", "413", "422"}
+    assert "application/problem+json" in responses["422"]["content"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_api_does_not_import_torch() -> None:
+    code = "import service.main, sys; service.main.create_app(); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
