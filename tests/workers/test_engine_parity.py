@@ -299,12 +299,14 @@ def test_parity_include_eos_baseline(
 
 @pytest.mark.parametrize("method", ["saliency", "attention"])
 @pytest.mark.parametrize("model_id", CAUSAL)
+@pytest.mark.parametrize("span", ["inside", "from_the_prompt"])
 def test_parity_attr_pos_decoder_only(
-    run_engine, inseq_model, engine_model, model_id: str, method: str
+    run_engine, inseq_model, engine_model, model_id: str, method: str, span: str
 ) -> None:
+    """A span inside the continuation, or one starting in the prompt (raised to the prompt length)."""
     inputs, targets = _inputs(model_id)
-    prompt_len = len(engine_model(model_id).tokenizer(inputs[0]).input_ids)
-    start, end = prompt_len + 1, prompt_len + 3
+    prompt = engine_model(model_id).tokenizer(inputs[0]).input_ids
+    start, end = (len(prompt) + 1, len(prompt) + 3) if span == "inside" else (1, len(prompt) + 2)
     scores = STEP_SCORES if method != "attention" else []
     out = inseq_attribute(
         inseq_model,
@@ -317,7 +319,7 @@ def test_parity_attr_pos_decoder_only(
         attr_pos_end=end,
     )
     want = expected_sequences(out)[0]
-    assert (want["attr_pos_start"], want["attr_pos_end"]) == (start, end)
+    assert (want["attr_pos_start"], want["attr_pos_end"]) == (max(start, len(prompt)), end)
     got = run_engine(
         **engine_request(
             model_id,
@@ -331,9 +333,24 @@ def test_parity_attr_pos_decoder_only(
     )["sequences"][0]
     # Inseq's source here is target[:attr_pos_start]; the engine's is the prompt (API: "for decoder-only
     # models, the prompt").
-    assert [t["id"] for t in got["source"]] == engine_model(model_id).tokenizer(inputs[0]).input_ids
-    assert want["source"] == want["target"][:start]
+    assert [t["id"] for t in got["source"]] == prompt
+    assert want["source"] == want["target"][: want["attr_pos_start"]]
     assert_sequence_matches(got, want, step_scores=scores, extra_null_rows=True, check_source=False)
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "attention"])
+@pytest.mark.parametrize("mode", ["forced", "greedy"])
+def test_parity_marian(run_engine, inseq_model, method: str, mode: str) -> None:
+    """Marian: decoder starts with <pad>, targets end with </s> (like T5) and the embeddings are its own."""
+    model_id = "tiny-marian"
+    inputs, targets = SOURCES[:1], SEQ2SEQ_TARGETS[:1]
+    forced = targets if mode == "forced" else None
+    scores = STEP_SCORES if method != "attention" else []
+    want = expected_sequences(
+        inseq_attribute(inseq_model, model_id, method, inputs, forced, step_scores=scores)
+    )
+    got = run_engine(**engine_request(model_id, method, inputs, generated_texts=forced, step_scores=scores))
+    assert_sequence_matches(got["sequences"][0], want[0], step_scores=scores)
 
 
 @pytest.mark.parametrize("method", ["saliency", "attention"])
