@@ -3,6 +3,7 @@ the API turns any of them into RFC 9457 problem+json, and workers store them as 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PROBLEM_BASE = "https://seqattr.dev/problems/"
@@ -116,7 +117,7 @@ class HTTPProblem(SeqattrError):
         super().__init__(detail)
         self.status = status
         self.title = title
-        self.slug = title.lower().replace(" ", "-")
+        self.slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
 class UnknownJobError(SeqattrError):
