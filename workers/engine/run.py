@@ -26,10 +26,18 @@ def _versions() -> dict[str, str]:
 
 
 def _cells(t: torch.Tensor | None) -> list[Any] | None:
-    """Tensor → nested lists, NaN → None (JSON null)."""
+    """Tensor → nested lists, NaN → None (JSON null); a granular cell that is all NaN becomes one null."""
     if t is None:
         return None
-    return _nan_to_none(t.detach().cpu().tolist())
+    t = t.detach().cpu()
+    if t.ndim > 2:
+        undefined = t.isnan().flatten(2).all(dim=-1)
+        rows = t.tolist()
+        return [
+            [None if undefined[i, j] else _nan_to_none(cell) for j, cell in enumerate(row)]
+            for i, row in enumerate(rows)
+        ]
+    return _nan_to_none(t.tolist())
 
 
 def _nan_to_none(value: Any) -> Any:
