@@ -1,5 +1,5 @@
 """Bodies of the catalogue and health endpoints: `GET /v1/models`, `/v1/methods`, `/v1/step-functions`,
-`/healthz`, `/readyz`."""
+`/v1/aggregators`, `/healthz`, `/readyz`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,21 @@ class StepFunctionList(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     step_functions: list[StepFunctionSpec]
+
+
+class AggregatorSpec(BaseModel):
+    """One entry of `GET /v1/aggregators`: a value for `aggregation.aggregators`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    description: str
+
+
+class AggregatorList(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    aggregators: list[AggregatorSpec]
 
 
 class Health(BaseModel):

@@ -1,10 +1,10 @@
-"""`GET /v1/models`, `/v1/methods`, `/v1/step-functions`: what can be asked for."""
+"""`GET /v1/models`, `/v1/methods`, `/v1/step-functions`, `/v1/aggregators`: what can be asked for."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from schemas.catalogue import MethodList, ModelList, StepFunctionList
+from schemas.catalogue import AggregatorList, MethodList, ModelList, StepFunctionList
 from service import catalogue
 from service.deps import RegistryDep
 
@@ -26,3 +26,10 @@ def list_methods() -> MethodList:
 )
 def list_step_functions() -> StepFunctionList:
     return catalogue.list_step_functions()
+
+
+@router.get(
+    "/aggregators", name="list_aggregators", response_model=AggregatorList, summary="Score reductions"
+)
+def list_aggregators() -> AggregatorList:
+    return catalogue.list_aggregators()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import httpx
 import pytest
 
+from schemas.attribution import HiddenAggregator
 from schemas.methods import METHODS
 from schemas.step_functions import STEP_FUNCTIONS
 from service.processes import stop
@@ -29,6 +31,15 @@ def test_methods_and_step_functions(client: httpx.Client) -> None:
     assert ig["family"] == "gradient" and ig["parameters"]["properties"]["n_steps"]["default"] == 50
     functions = client.get("/v1/step-functions").json()["step_functions"]
     assert [function["id"] for function in functions] == list(STEP_FUNCTIONS)
+
+
+def test_aggregators_match_the_request_schema_and_the_engine(client: httpx.Client) -> None:
+    from workers.engine.aggregation import REDUCERS
+
+    aggregators = client.get("/v1/aggregators").json()["aggregators"]
+    assert [agg["id"] for agg in aggregators] == list(get_args(HiddenAggregator))
+    assert {agg["id"] for agg in aggregators} == set(REDUCERS)
+    assert all(agg["description"] for agg in aggregators)
 
 
 @pytest.mark.usefixtures("worker")

@@ -24,6 +24,7 @@ def test_operation_ids_are_stable() -> None:
             "get_job",
             "get_job_result",
             "healthz",
+            "list_aggregators",
             "list_jobs",
             "list_methods",
             "list_models",
