@@ -159,13 +159,9 @@ def submit_attribution(
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
     if idempotency_key is not None:
-        body_hash = request_hash(payload)
-        existing = queue.claim_idempotency_key(idempotency_key, body_hash, job_id)
-        if existing is not None:
-            existing_id, existing_hash = existing
-            if existing_hash != body_hash:
-                raise IdempotencyKeyReusedError(idempotency_key, existing_id)
-            return get_job(queue, existing_id), True
+        earlier = _claim(queue, idempotency_key, request_hash(payload), job_id)
+        if earlier is not None:
+            return earlier, True
     try:
         job = queue.enqueue(job_id, request.model, "attribution", payload)
     except Exception:
@@ -173,6 +169,23 @@ def submit_attribution(
             queue.release_idempotency_key(idempotency_key)
         raise
     return _view(queue, job), False
+
+
+def _claim(queue: JobQueue, key: str, body_hash: str, job_id: str) -> Job | None:
+    """Bind an Idempotency-Key to `job_id`; returns the earlier job if the key already names a live one."""
+    for _ in range(2):
+        existing = queue.claim_idempotency_key(key, body_hash, job_id)
+        if existing is None:
+            return None
+        existing_id, existing_hash = existing
+        if existing_hash != body_hash:
+            raise IdempotencyKeyReusedError(key, existing_id)
+        try:
+            return get_job(queue, existing_id)
+        except (UnknownJobError, JobExpiredError):
+            # The earlier job was deleted or has expired: the key is free for a new one.
+            queue.release_idempotency_key(key)
+    return None
 
 
 def get_result(queue: JobQueue, job_id: str) -> bytes:

@@ -114,6 +114,16 @@ def test_idempotency_key_returns_the_same_job(client: httpx.Client) -> None:
     assert other.json()["id"] != first.json()["id"]
 
 
+def test_idempotency_key_of_a_deleted_job_makes_a_new_one(client: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "order-9"}
+    first = submit(client, queued_request(), headers=headers)
+    assert client.delete(f"/v1/jobs/{first['id']}").status_code == 202  # canceled
+    assert client.delete(f"/v1/jobs/{first['id']}").status_code == 204  # deleted
+    second = client.post("/v1/attributions", json=queued_request(), headers=headers)
+    assert second.status_code == 202 and second.json()["id"] != first["id"]
+    assert "idempotent-replayed" not in second.headers
+
+
 def test_idempotency_key_with_another_body_is_422(client: httpx.Client) -> None:
     headers = {"Idempotency-Key": "order-7"}
     first = submit(client, queued_request(), headers=headers)
