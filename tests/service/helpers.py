@@ -14,8 +14,8 @@ UNSERVED_MODEL = "tiny-marian"
 SERVED_MODELS = "tiny-gpt2,tiny-llama,tiny-t5,tiny-bart"
 """What the test worker serves."""
 
-HEARTBEAT_S = 0.5
-"""Worker heartbeat in tests: a killed worker's job is failed about 2.5 s after its last beat."""
+HEARTBEAT_S = 1.0
+"""Worker heartbeat in tests: a killed worker's job is failed about 4 s after its last beat."""
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
