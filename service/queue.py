@@ -18,6 +18,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now, utcformat
 from rq.worker_registration import get_keys as worker_keys
 
 from service.defaults import JOB_FUNCTION, QUEUE_PREFIX, TOMBSTONE_TTL_S
@@ -132,8 +133,12 @@ class JobQueue:
             job.cancel()
         except InvalidJobOperation:
             return  # canceled already
-        # RQ would keep a canceled job until its queued TTL; keep it as long as a finished one.
-        self.connection.expire(job.key, self.retention.result_ttl_s)
+        # RQ records no end time for a canceled job, and would keep it until its queued TTL: record when
+        # it ended and keep it as long as a finished one.
+        with self.connection.pipeline() as pipe:
+            pipe.hset(job.key, "ended_at", utcformat(now()))
+            pipe.expire(job.key, self.retention.result_ttl_s)
+            pipe.execute()
 
     def delete(self, job: Job) -> None:
         """Remove a job's record, result, index entry and tombstone: its id becomes unknown."""

@@ -120,7 +120,10 @@ def test_cancel_queued_job(client: httpx.Client) -> None:
     response = client.delete(f"/v1/jobs/{job['id']}")
     assert response.status_code == 202
     assert response.json()["status"] == "canceled"
-    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "canceled"
+    canceled = client.get(f"/v1/jobs/{job['id']}").json()
+    assert (
+        canceled["status"] == "canceled" and canceled["ended_at"] is not None and canceled["position"] is None
+    )
     body = assert_problem(client.get(f"/v1/jobs/{job['id']}/result"), 409, "job-failed")
     assert body["job_status"] == "canceled"
     # Deleting it again removes the ended job.

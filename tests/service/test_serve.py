@@ -37,7 +37,9 @@ def test_serve_runs_restarts_and_stops_everything(tiny_registry: Path, tmp_path:
     port, redis_port = free_port(), free_port()
     env = stack_env("", tiny_registry, tmp_path / "data", PORT=str(port), SEQATTR_REDIS_PORT=str(redis_port))
     env.pop("REDIS_URL")  # no URL: the runner starts the embedded Redis
-    env.update(SEQATTR_WORKERS="1", SEQATTR_WORKER_MODELS="tiny-gpt2", SEQATTR_TORCH_THREADS="1")
+    env.update(
+        SEQATTR_WORKERS="1", SEQATTR_WORKER_MODELS="tiny-gpt2", SEQATTR_TORCH_THREADS="1", SEQATTR_PRELOAD="1"
+    )
     runner = subprocess.Popen([sys.executable, "-m", "service.serve"], cwd=REPO, env=env)
     url = f"http://127.0.0.1:{port}"
     redis = Redis(port=redis_port)
