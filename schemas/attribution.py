@@ -1,4 +1,7 @@
-"""The attribution request: `POST /v1/attributions`. Names follow the reference library's `model.attribute`."""
+"""The attribution request: `POST /v1/attributions`.
+
+Names follow the reference library's `model.attribute`.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +88,9 @@ class AttributionRequest(BaseModel):
     def _text_lengths(cls, texts: list[str] | None) -> list[str] | None:
         for i, text in enumerate(texts or []):
             if len(text) > MAX_INPUT_CHARS:
-                raise ValueError(f"text {i} has {len(text)} characters; at most {MAX_INPUT_CHARS} are allowed")
+                raise ValueError(
+                    f"text {i} has {len(text)} characters; at most {MAX_INPUT_CHARS} are allowed"
+                )
         return texts
 
     @field_validator("method")

@@ -28,9 +28,9 @@ class SaliencyArgs(MethodArgs):
 
 class IntegratedGradientsArgs(MethodArgs):
     n_steps: int = Field(50, ge=1, le=MAX_IG_STEPS, description="Points on the path from baseline to input.")
-    method: Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] = (
-        Field("gausslegendre", description="Quadrature rule used to approximate the path integral.")
-    )
+    method: Literal[
+        "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
+    ] = Field("gausslegendre", description="Quadrature rule used to approximate the path integral.")
     multiply_by_inputs: bool = Field(True, description="Multiply by (input - baseline): global attribution.")
 
 

@@ -18,7 +18,9 @@ class StepFunctionSpec(BaseModel):
 STEP_FUNCTIONS: dict[str, StepFunctionSpec] = {
     spec.id: spec
     for spec in (
-        StepFunctionSpec(id="probability", description="Probability of the target token (softmax of the logits)."),
+        StepFunctionSpec(
+            id="probability", description="Probability of the target token (softmax of the logits)."
+        ),
         StepFunctionSpec(id="entropy", description="Entropy of the next-token distribution, in nats."),
     )
 }

@@ -34,7 +34,7 @@ RESULT_TTL_S = 24 * 3600
 TOMBSTONE_TTL_S = 7 * 24 * 3600
 """How long, after its retention, an expired job id still answers 410 instead of 404."""
 
-LONG_POLL_MAX_S = 30.0
+LONG_POLL_MAX_S = 120.0
 """Upper bound on `GET /v1/jobs/{id}?wait=S`."""
 
 LONG_POLL_INTERVAL_S = 0.2

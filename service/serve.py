@@ -83,6 +83,8 @@ def serve(settings: Settings) -> int:
             redis = EmbeddedRedis(settings.data_dir / "redis", settings.redis_port)
             redis.start()
         env = child_env(REDIS_URL=settings.effective_redis_url)
+        # Load (and on first run convert) the models before taking jobs, so the first job isn't the slow one.
+        env.setdefault("SEQATTR_PRELOAD", "1")
         workers = [
             Child(f"worker-{i + 1}", [sys.executable, "-m", "workers"], env) for i in range(settings.workers)
         ]

@@ -76,8 +76,8 @@ def _convert_gguf(entry: ModelEntry, target: Path) -> None:
     logger.info("converting %s from GGUF (first load only)", entry.id)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=entry.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=entry.gguf_file, dtype=torch.float32)
-    # The dequantized weights are plain float tensors, but transformers still flags the model as GGUF-quantized
-    # and refuses to save it; clearing the flags saves it as an ordinary model.
+    # The dequantized weights are plain float tensors, but transformers still flags the model as
+    # GGUF-quantized and refuses to save it; clearing the flags saves it as an ordinary model.
     model.hf_quantizer = None
     model.is_quantized = False
     model.config.__dict__.pop("quantization_config", None)

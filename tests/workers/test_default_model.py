@@ -22,7 +22,7 @@ PROMPT = "George was sick yesterday. His colleagues asked him to come"
 def smollm2():
     from workers.model_cache import load_model
 
-    # The same converted-weights cache `make serve` uses, so the ~15 s GGUF conversion happens once per machine.
+    # The converted-weights cache `make serve` uses: the ~15 s GGUF conversion happens once per machine.
     cache_dir = Path(os.environ.get("SEQATTR_DATA_DIR", "data")) / "models"
     return load_model(load_registry()[DEFAULT_MODEL], cache_dir)
 

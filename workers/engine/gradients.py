@@ -65,7 +65,9 @@ def _body_backward(
     graph: torch.Tensor, inputs: list[torch.Tensor], grad_rows: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
     try:
-        return torch.autograd.grad(graph, inputs, grad_outputs=grad_rows, is_grads_batched=True, retain_graph=True)
+        return torch.autograd.grad(
+            graph, inputs, grad_outputs=grad_rows, is_grads_batched=True, retain_graph=True
+        )
     except RuntimeError as exc:  # an op without a batching rule: same numbers, one row at a time
         logger.warning("batched backward unavailable (%s); falling back to a per-step loop", exc)
         rows = [torch.autograd.grad(graph, inputs, grad_outputs=row, retain_graph=True) for row in grad_rows]
@@ -100,7 +102,9 @@ def step_gradients(
         w = torch.ones(batch, device=scores.device) if weights is None else weights.to(scores.device)
         # Stage 1: d score_p / d head_input, for all steps at once (they touch disjoint rows).
         (head_grad,) = torch.autograd.grad((scores * w[:, None]).sum(), head.leaf)
-        rows = torch.zeros((len(positions), *head.graph.shape), dtype=head_grad.dtype, device=head_grad.device)
+        rows = torch.zeros(
+            (len(positions), *head.graph.shape), dtype=head_grad.dtype, device=head_grad.device
+        )
         for j, row in enumerate(out.head_rows):
             rows[j, :, row] = head_grad[:, row]
         # Stage 2: push each step's vector back through the body, batched over steps.

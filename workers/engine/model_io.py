@@ -115,7 +115,9 @@ class SequenceIO:
         )
         if kwargs:  # the head only saw the kept positions, in order
             return ForwardOutput(out.logits, list(range(len(positions))), None, None)
-        return ForwardOutput(out.logits[:, index], index.tolist(), out.attentions if output_attentions else None)
+        return ForwardOutput(
+            out.logits[:, index], index.tolist(), out.attentions if output_attentions else None
+        )
 
     def step_targets(self, positions: list[int]) -> torch.Tensor:
         return self.target_ids[0, positions]

@@ -104,7 +104,9 @@ def _attribute_sequence(
     }
 
 
-def run_attribution(request: AttributionRequest, loaded: LoadedModel, on_progress: ProgressFn) -> dict[str, Any]:
+def run_attribution(
+    request: AttributionRequest, loaded: LoadedModel, on_progress: ProgressFn
+) -> dict[str, Any]:
     """Run one attribution request; `on_progress(done, total)` counts attributed steps over all inputs."""
     started = time.perf_counter()
     method = build_method(request.method, request.method_args)

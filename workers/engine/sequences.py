@@ -105,7 +105,9 @@ def _decoder_only(loaded: LoadedModel, index: int, request: AttributionRequest) 
         bos = loaded.tokenizer.bos_token_id
         while bos is not None and generated and generated[0] == bos and source_ids[:1] == [bos]:
             generated = generated[1:]
-        full_text = loaded.tokenizer.decode(generated, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        full_text = loaded.tokenizer.decode(
+            generated, skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
     target_ids = _encode(loaded, full_text)
     _check_length(loaded, index, len(target_ids))
     start, end = _positions(request, len(source_ids), len(target_ids))
@@ -119,7 +121,9 @@ def _encoder_decoder(loaded: LoadedModel, index: int, request: AttributionReques
         target_text = request.generated_texts[index]
     else:
         generated = _generate(loaded, source_ids, request)
-        target_text = loaded.tokenizer.decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        target_text = loaded.tokenizer.decode(
+            generated, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
     target_ids = [_decoder_start_id(loaded), *_encode(loaded, target_text, as_target=True)]
     _check_length(loaded, index, len(source_ids) + len(target_ids))
     start, end = _positions(request, 1, len(target_ids))

@@ -28,12 +28,12 @@ class AttributionMethod:
     uses_baselines: ClassVar[bool] = False
     supports_target_attribution: ClassVar[bool] = True
     default_reducers: ClassVar[tuple[str, ...]] = ("vnorm",)
-    """Reductions over the trailing unit dimensions, last dimension first (the reference library's defaults)."""
+    """Reductions over the trailing unit dimensions, last one first (the reference library's defaults)."""
 
     def __init__(self, args: MethodArgs) -> None:
         self.args = args
 
-    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:
+    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:  # noqa: ARG002 - io for subclasses
         """How many steps to compute together (memory-bound); all of them by default."""
         return n_positions
 

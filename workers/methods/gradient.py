@@ -50,7 +50,9 @@ class _PlainGradient(AttributionMethod):
             for e, want in zip(io.input_embeds(), _wanted(io, attribute_target), strict=True)
         )
         grads = step_gradients(io, embeds, positions, attributed_fn)
-        combined = [None if g is None else self.combine(g[:, 0], e[0]) for g, e in zip(grads, embeds, strict=True)]
+        combined = [
+            None if g is None else self.combine(g[:, 0], e[0]) for g, e in zip(grads, embeds, strict=True)
+        ]
         return _to_scores(io, combined, positions)
 
 
