@@ -18,7 +18,8 @@ class Token(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: int
-    token: str
+    token: str = Field(description="The vocabulary entry, as the reference library shows it (e.g. 'Ġto').")
+    text: str = Field(description="The token decoded on its own (e.g. ' to').")
 
 
 class ResultModelInfo(BaseModel):

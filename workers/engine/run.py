@@ -66,8 +66,13 @@ def _step_scores(io: SequenceIO, positions: list[int], names: list[str]) -> dict
 
 
 def _tokens(loaded: LoadedModel, ids: list[int]) -> list[dict[str, Any]]:
-    tokens = loaded.tokenizer.convert_ids_to_tokens(ids)
-    return [{"id": i, "token": t} for i, t in zip(ids, tokens, strict=True)]
+    """Vocabulary tokens as the reference library shows them (`Ġto`), plus their decoded text (` to`)."""
+    tok = loaded.tokenizer
+    tokens = tok.convert_ids_to_tokens(ids)
+    return [
+        {"id": i, "token": t, "text": tok.decode([i], clean_up_tokenization_spaces=False)}
+        for i, t in zip(ids, tokens, strict=True)
+    ]
 
 
 def _attribute_sequence(
