@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from schemas.defaults import (
     DEFAULT_ATTRIBUTED_FN,
@@ -76,7 +76,7 @@ class AttributionRequest(BaseModel):
     attr_pos_end: int | None = Field(None, ge=1)
     attribute_target: bool = False
     include_eos_baseline: bool = False
-    method_args: dict[str, Any] = Field(default_factory=dict)
+    method_args: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     contrast_sources: list[str] | None = None
     contrast_targets: list[str] | None = None
     contrast_targets_alignments: list[list[tuple[int, int]]] | None = None
@@ -100,6 +100,16 @@ class AttributionRequest(BaseModel):
             raise _available("method", method, METHOD_ARGS)
         return method
 
+    @field_validator("method_args")
+    @classmethod
+    def _method_args(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Validated against the chosen method's own model (errors located under method_args) and stored
+        # with defaults filled, so the stored request says exactly what ran.
+        method = info.data.get("method")
+        if method is None:  # the method itself was invalid; that error is reported already
+            return args
+        return METHOD_ARGS[method].model_validate(args).model_dump()
+
     @field_validator("attributed_fn")
     @classmethod
     def _known_attributed_fn(cls, fn: str) -> str:
@@ -120,10 +130,6 @@ class AttributionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AttributionRequest:
-        # Validate method_args against the chosen method's own model and store them with defaults filled,
-        # so the stored request says exactly what ran.
-        args = METHOD_ARGS[self.method].model_validate(self.method_args)
-        object.__setattr__(self, "method_args", args.model_dump())
         if self.generated_texts is not None and len(self.generated_texts) != len(self.inputs):
             raise ValueError(
                 f"generated_texts has {len(self.generated_texts)} items but inputs has {len(self.inputs)}"
