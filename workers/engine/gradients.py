@@ -61,6 +61,30 @@ def rows_per_backward(io: SequenceIO, batch: int) -> int:
     return max(1, GRAD_ROW_BUDGET_BYTES // per_row)
 
 
+def plan_chunks(positions: list[int], max_rows: int) -> list[list[int]]:
+    """Split consecutive step positions into chunks that share one forward and one batched backward.
+
+    A chunk runs on the prefix up to its last step only (causal masking makes later tokens irrelevant), so
+    its cost is about `last_position * (2 + rows)`: a forward (plus fixed overhead, counted as another
+    forward) and one backward row per step over that prefix. Dynamic programming picks the cheapest split
+    with at most `max_rows` steps per chunk.
+    """
+    n = len(positions)
+    best = [0.0] + [float("inf")] * n  # best[j]: cheapest plan for the first j steps
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_rows), j):
+            cost = best[i] + positions[j - 1] * (2 + j - i)
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    chunks: list[list[int]] = []
+    j = n
+    while j > 0:
+        chunks.append(positions[cut[j] : j])
+        j = cut[j]
+    return chunks[::-1]
+
+
 def _body_backward(
     graph: torch.Tensor, inputs: list[torch.Tensor], grad_rows: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:

@@ -87,10 +87,8 @@ def _attribute_sequence(
     attributed_fn = STEP_FUNCTIONS[request.attributed_fn]
     attribute_target = request.attribute_target and loaded.is_encoder_decoder
     reducers = _reducers(method, request)
-    chunk = max(1, method.chunk_size(io, len(positions)))
     columns: list[RawScores] = []
-    for lo in range(0, len(positions), chunk):
-        part = positions[lo : lo + chunk]
+    for part in method.plan(io, positions):
         raw = method.attribute(io, part, attributed_fn, attribute_target)
         # Reduce each chunk as soon as it exists: the unreduced [length, steps, hidden] never piles up.
         columns.append(aggregate(raw, reducers, request.aggregation.normalize))

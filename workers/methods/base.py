@@ -33,9 +33,9 @@ class AttributionMethod:
     def __init__(self, args: MethodArgs) -> None:
         self.args = args
 
-    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:  # noqa: ARG002 - io for subclasses
-        """How many steps to compute together (memory-bound); all of them by default."""
-        return n_positions
+    def plan(self, io: SequenceIO, positions: list[int]) -> list[list[int]]:  # noqa: ARG002 - for subclasses
+        """How to split the attributed steps into chunks computed together; one chunk by default."""
+        return [positions]
 
     def attribute(
         self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool

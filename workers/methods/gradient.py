@@ -10,7 +10,7 @@ import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from schemas.methods import IntegratedGradientsArgs, SaliencyArgs
-from workers.engine.gradients import rows_per_backward, step_gradients
+from workers.engine.gradients import plan_chunks, rows_per_backward, step_gradients
 from workers.engine.model_io import SequenceIO
 from workers.engine.step_functions import StepFunction
 from workers.methods.base import AttributionMethod, RawScores, mask_after_step, register_method
@@ -21,14 +21,25 @@ def _wanted(io: SequenceIO, attribute_target: bool) -> tuple[bool, ...]:
     return (True, attribute_target) if io.is_encoder_decoder else (True,)
 
 
+def _prefix(embeds: tuple[torch.Tensor, ...], positions: list[int]) -> tuple[torch.Tensor, ...]:
+    """Cut the target side (the last input) after the chunk's last step: nothing later reaches its outputs."""
+    return (*embeds[:-1], embeds[-1][:, : max(positions)])
+
+
 def _to_scores(io: SequenceIO, per_input: list[torch.Tensor | None], positions: list[int]) -> RawScores:
-    """`[n_steps, length, hidden]` per input → RawScores `[length, n_steps, hidden]` with the prefix mask."""
+    """`[n_steps, length, hidden]` per input → RawScores `[length, n_steps, hidden]` with the prefix mask.
+
+    The target side was computed on a prefix; it is padded back to the full target length (then masked).
+    """
     moved = [None if t is None else t.transpose(0, 1) for t in per_input]
     if io.is_encoder_decoder:
         source, target = moved
     else:
         source, target = None, moved[0]
     if target is not None:
+        missing = io.target_ids.shape[1] - target.shape[0]
+        if missing:
+            target = torch.cat([target, target.new_zeros(missing, *target.shape[1:])])
         target = mask_after_step(target, positions)
     return RawScores(source=source, target=target)
 
@@ -36,8 +47,8 @@ def _to_scores(io: SequenceIO, per_input: list[torch.Tensor | None], positions: 
 class _PlainGradient(AttributionMethod):
     family = "gradient"
 
-    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:
-        return min(n_positions, rows_per_backward(io, batch=1))
+    def plan(self, io: SequenceIO, positions: list[int]) -> list[list[int]]:
+        return plan_chunks(positions, rows_per_backward(io, batch=1))
 
     def combine(self, grad: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -45,10 +56,9 @@ class _PlainGradient(AttributionMethod):
     def attribute(
         self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
     ) -> RawScores:
-        embeds = tuple(
-            e.detach().requires_grad_(want)
-            for e, want in zip(io.input_embeds(), _wanted(io, attribute_target), strict=True)
-        )
+        inputs = _prefix(io.input_embeds(), positions)
+        wanted = _wanted(io, attribute_target)
+        embeds = tuple(e.detach().requires_grad_(want) for e, want in zip(inputs, wanted, strict=True))
         grads = step_gradients(io, embeds, positions, attributed_fn)
         combined = [
             None if g is None else self.combine(g[:, 0], e[0]) for g, e in zip(grads, embeds, strict=True)
@@ -94,8 +104,8 @@ class IntegratedGradients(AttributionMethod):
         # Bound the batch of interpolated copies by the same per-row budget as the backward.
         return max(1, min(self.args.n_steps, rows_per_backward(io, batch=1)))
 
-    def chunk_size(self, io: SequenceIO, n_positions: int) -> int:
-        return min(n_positions, max(1, rows_per_backward(io, batch=self._copies_per_forward(io))))
+    def plan(self, io: SequenceIO, positions: list[int]) -> list[list[int]]:
+        return plan_chunks(positions, rows_per_backward(io, batch=self._copies_per_forward(io)))
 
     def attribute(
         self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
@@ -103,8 +113,8 @@ class IntegratedGradients(AttributionMethod):
         step_sizes_fn, alphas_fn = approximation_parameters(self.args.method)
         alphas = torch.tensor(alphas_fn(self.args.n_steps), dtype=torch.float32)
         weights = torch.tensor(step_sizes_fn(self.args.n_steps), dtype=torch.float32)
-        inputs = io.input_embeds()
-        baselines = io.baseline_embeds()
+        inputs = _prefix(io.input_embeds(), positions)
+        baselines = _prefix(io.baseline_embeds(), positions)
         wanted = _wanted(io, attribute_target)
         totals: list[torch.Tensor | None] = [None] * len(inputs)
         per_forward = self._copies_per_forward(io)
