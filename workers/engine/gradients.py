@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 GRAD_ROW_BUDGET_BYTES = 768 * 2**20
 """Memory allowed for the batched backward's per-step rows; sets how many steps share one backward."""
 
+MAX_BATCHED_SEQUENCES = 256
+"""Cap on steps x copies in one batched backward: past it the element-wise work turns memory-bound and
+gets slower per row (measured on CPU with integrated gradients: 5 steps x 50 copies beat 10 x 50 by ~20%)."""
+
 
 class _HeadInput:
     """The LM head's input as seen by the graph (`graph`) and as a detached leaf (`leaf`)."""
@@ -58,7 +62,7 @@ def rows_per_backward(io: SequenceIO, batch: int) -> int:
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", 8)
     length = io.target_ids.shape[1] + (io.source_ids.shape[1] if io.is_encoder_decoder else 0)
     per_row = 4 * batch * length * (8 * hidden + 4 * inner + 4 * heads * length)
-    return max(1, GRAD_ROW_BUDGET_BYTES // per_row)
+    return max(1, min(GRAD_ROW_BUDGET_BYTES // per_row, MAX_BATCHED_SEQUENCES // batch))
 
 
 def plan_chunks(positions: list[int], max_rows: int) -> list[list[int]]:
