@@ -129,6 +129,23 @@ def make_tokenizer(model_id: str):
     )
 
 
+# BART and Marian share one architecture; only their special-token conventions differ.
+_BART_LIKE = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 128,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "init_std": 0.2,
+}
+
+
 def _model(model_id: str, vocab_size: int):
     import transformers as tf
 
@@ -178,18 +195,7 @@ def _model(model_id: str, vocab_size: int):
     if model_id == "tiny-bart":
         config = tf.BartConfig(
             vocab_size=vocab_size,
-            d_model=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=128,
-            dropout=0.0,
-            attention_dropout=0.0,
-            activation_dropout=0.0,
-            init_std=0.2,
+            **_BART_LIKE,
             decoder_start_token_id=EOS_ID,
             forced_eos_token_id=None,
             **ids,
@@ -199,18 +205,7 @@ def _model(model_id: str, vocab_size: int):
         config = tf.MarianConfig(
             vocab_size=vocab_size,
             decoder_vocab_size=vocab_size,
-            d_model=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=128,
-            dropout=0.0,
-            attention_dropout=0.0,
-            activation_dropout=0.0,
-            init_std=0.2,
+            **_BART_LIKE,
             decoder_start_token_id=PAD_ID,
             forced_eos_token_id=None,
             **ids,
