@@ -14,7 +14,7 @@ from schemas.errors import SeqattrError
 from schemas.models import RegistryError, load_registry
 from service.keys import queue_name
 from service.queue import SERIALIZER
-from workers.settings import WorkerSettings, get_worker_settings
+from workers.settings import WorkerSettings, get_worker_settings, model_cache_dir
 
 logger = logging.getLogger("workers")
 
@@ -49,7 +49,7 @@ def main() -> int:
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    cache = ModelCache(registry, settings.data_dir / "models", settings.device)
+    cache = ModelCache(registry, model_cache_dir(settings), settings.device)
     if settings.preload:
         for model_id in model_ids:
             try:

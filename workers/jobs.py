@@ -41,12 +41,10 @@ def _cache() -> ModelCache:
     # A plain `rq worker` never calls configure(): build a cache from the environment on first use.
     if _model_cache is None:
         from schemas.models import load_registry
-        from workers.settings import get_worker_settings
+        from workers.settings import get_worker_settings, model_cache_dir
 
         settings = get_worker_settings()
-        _model_cache = ModelCache(
-            load_registry(settings.models), settings.data_dir / "models", settings.device
-        )
+        _model_cache = ModelCache(load_registry(settings.models), model_cache_dir(settings), settings.device)
     return _model_cache
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -46,6 +47,15 @@ class WorkerSettings(CommonSettings):
         if not isinstance(logging.getLevelName(level), int):
             raise ValueError(f"unknown log level {level!r}")
         return level
+
+
+MODEL_CACHE_SUBDIR = "models"
+"""Folder under the data dir holding converted model weights (a GGUF entry is converted once)."""
+
+
+def model_cache_dir(settings: CommonSettings) -> Path:
+    """Where converted model weights are cached; `make serve`, workers, tests and the benchmark share it."""
+    return settings.data_dir / MODEL_CACHE_SUBDIR
 
 
 @functools.cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,10 @@ PROMPT = "George was sick yesterday. His colleagues asked him to come"
 @pytest.fixture(scope="module")
 def smollm2():
     from workers.model_cache import load_model
+    from workers.settings import WorkerSettings, model_cache_dir
 
     # The converted-weights cache `make serve` uses: the ~15 s GGUF conversion happens once per machine.
-    cache_dir = Path(os.environ.get("SEQATTR_DATA_DIR", "data")) / "models"
-    return load_model(load_registry()[DEFAULT_MODEL], cache_dir)
+    return load_model(load_registry()[DEFAULT_MODEL], model_cache_dir(WorkerSettings()))
 
 
 def _run(loaded, **fields):
