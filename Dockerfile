@@ -55,8 +55,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY schemas ./schemas
 COPY service ./service
 COPY workers ./workers
+COPY cli ./cli
 RUN pip install --no-deps . \
-    && python -c "import service, workers, schemas"
+    && python -c "import service, workers, schemas, cli" \
+    && python -c "import schemas.models as m; assert m.BUILTIN_REGISTRY.is_file(), m.BUILTIN_REGISTRY"
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime

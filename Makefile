@@ -29,7 +29,7 @@ TEST_STAMP := $(VENV)/.seqattr-test.stamp
 help:
 	@echo "make serve      run API + workers + embedded Redis on 127.0.0.1:\$$PORT (default 8000)"
 	@echo "make test       run the whole test suite (slow tests included)"
-	@echo "make lint       ruff check + ruff format --check"
+	@echo "make lint       ruff check + ruff format --check + mypy"
 	@echo "make format     ruff format + ruff check --fix"
 	@echo "make openapi    write openapi/openapi.json"
 	@echo "make bench      run the benchmark (python -m tests.bench)"
@@ -59,8 +59,10 @@ test-deps: $(TEST_STAMP)
 # The full development environment.
 .venv: test-deps
 
+# exec: the runner replaces the recipe's shell, so a SIGTERM or Ctrl-C reaches it directly and its clean exit
+# (status 0) is make's.
 serve: deps
-	$(if $(REDIS_URL),REDIS_URL='$(REDIS_URL)') PORT='$(PORT)' $(BIN)/python -m service.serve
+	$(if $(REDIS_URL),REDIS_URL='$(REDIS_URL)') PORT='$(PORT)' exec $(BIN)/seqattr serve
 
 test: test-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -68,6 +70,7 @@ test: test-deps
 lint: test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: test-deps
 	$(BIN)/ruff format .

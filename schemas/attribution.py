@@ -5,10 +5,11 @@ Names follow the reference library's `model.attribute`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from schemas.aggregators import Aggregator
 from schemas.defaults import (
     DEFAULT_ATTRIBUTED_FN,
     DEFAULT_MAX_NEW_TOKENS,
@@ -19,9 +20,7 @@ from schemas.defaults import (
     MAX_NEW_TOKENS,
 )
 from schemas.methods import METHOD_ARGS
-from schemas.step_functions import STEP_FUNCTIONS
-
-HiddenAggregator = Literal["vnorm", "sum", "mean", "absmax"]
+from schemas.step_functions import STEP_FUNCTION_SPECS
 
 
 def _available(kind: str, value: str, allowed: Any) -> ValueError:
@@ -52,7 +51,7 @@ class AggregationOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    aggregators: list[HiddenAggregator] | None = Field(
+    aggregators: list[Aggregator] | None = Field(
         None, max_length=1, description="Reduction over the hidden size; null means the method's default."
     )
     normalize: bool = True
@@ -113,7 +112,7 @@ class AttributionRequest(BaseModel):
     @field_validator("attributed_fn")
     @classmethod
     def _known_attributed_fn(cls, fn: str) -> str:
-        attributable = [k for k, spec in STEP_FUNCTIONS.items() if spec.attributable]
+        attributable = [k for k, spec in STEP_FUNCTION_SPECS.items() if spec.attributable]
         if fn not in attributable:
             raise _available("attributed_fn", fn, attributable)
         return fn
@@ -122,8 +121,8 @@ class AttributionRequest(BaseModel):
     @classmethod
     def _known_step_scores(cls, scores: list[str]) -> list[str]:
         for score in scores:
-            if score not in STEP_FUNCTIONS:
-                raise _available("step score", score, STEP_FUNCTIONS)
+            if score not in STEP_FUNCTION_SPECS:
+                raise _available("step score", score, STEP_FUNCTION_SPECS)
         if len(set(scores)) != len(scores):
             raise ValueError("step_scores must not repeat an id")
         return scores

@@ -1,12 +1,11 @@
-"""Bodies of the catalogue and health endpoints: `GET /v1/models`, `/v1/methods`, `/v1/step-functions`,
-`/v1/aggregators`, `/healthz`, `/readyz`."""
+"""Bodies of the catalogue endpoints: `GET /v1/models`, `/v1/methods`, `/v1/step-functions` and
+`/v1/aggregators`."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.aggregators import AggregatorSpec
 from schemas.methods import MethodSpec
 from schemas.step_functions import StepFunctionSpec
 
@@ -18,8 +17,9 @@ class ModelInfo(BaseModel):
 
     id: str
     description: str = ""
-    architecture: Literal["causal", "seq2seq"] | None = Field(
-        None, description="Null until a worker loads it."
+    is_encoder_decoder: bool | None = Field(
+        None,
+        description="Null when the registry leaves it to the model's config (read by the worker on load).",
     )
     dtype: str
     max_sequence_tokens: int | None = None
@@ -44,34 +44,7 @@ class StepFunctionList(BaseModel):
     step_functions: list[StepFunctionSpec]
 
 
-class AggregatorSpec(BaseModel):
-    """One entry of `GET /v1/aggregators`: a value for `aggregation.aggregators`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    description: str
-
-
 class AggregatorList(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     aggregators: list[AggregatorSpec]
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    status: Literal["ok"] = "ok"
-
-
-class Readiness(BaseModel):
-    """Redis answers and at least one worker is alive."""
-
-    model_config = ConfigDict(frozen=True)
-
-    status: Literal["ready"] = "ready"
-    workers: int = Field(description="Live workers.")
-    models_without_workers: list[str] = Field(
-        description="Models no live worker listens for: their jobs wait."
-    )

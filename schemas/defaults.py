@@ -1,4 +1,10 @@
-"""Named defaults and limits shared by the API and the workers (one place, one docstring each)."""
+"""Named defaults and limits, one place for the API, the workers and the runner, one docstring each.
+
+Request limits bound what a client may ask for; the operational defaults below them can each be
+overridden by a `SEQATTR_*` setting (see `schemas/settings.py` and each process's settings class).
+"""
+
+# -- requests ----------------------------------------------------------------------------------------------
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """Model id used when a request names none."""
@@ -26,3 +32,87 @@ MAX_SEQUENCE_TOKENS = 2048
 
 MAX_IG_STEPS = 1000
 """Upper bound on integrated-gradients interpolation steps."""
+
+
+# -- jobs, workers and the runner ------------------------------------------------------------------------
+
+DEFAULT_HOST = "127.0.0.1"
+"""Interface the API listens on; local only unless told otherwise."""
+
+DEFAULT_PORT = 8000
+"""Port of the HTTP API (`PORT` or `SEQATTR_PORT`)."""
+
+EMBEDDED_REDIS_PORT = 6380
+"""Port of the embedded redis-server when `REDIS_URL` is unset (6380: clear of a system Redis on 6379)."""
+
+DEFAULT_DATA_DIR = "data"
+"""Folder (relative to the working directory) for the embedded Redis files and converted model weights."""
+
+MODEL_CACHE_SUBDIR = "models"
+"""Folder under the data dir holding converted model weights (a GGUF entry is converted once)."""
+
+JOB_TIMEOUT_S = 600
+"""Longest a job may run before the worker aborts it as failed."""
+
+QUEUED_JOB_TTL_S = 24 * 3600
+"""Longest a job may wait in its queue before it expires unrun."""
+
+RESULT_TTL_S = 24 * 3600
+"""How long a finished or failed job and its result are kept."""
+
+TOMBSTONE_TTL_S = 7 * 24 * 3600
+"""How long, after its retention, an expired job id still answers 410 instead of 404."""
+
+LONG_POLL_MAX_S = 120.0
+"""Upper bound on `GET /v1/jobs/{id}?wait=S`."""
+
+LONG_POLL_INTERVAL_S = 0.2
+"""How often a long poll re-reads the job while it waits."""
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Largest request body accepted (413 above): 32 inputs of 20,000 characters fit with room to spare."""
+
+LIST_DEFAULT_LIMIT = 20
+"""Jobs per page of `GET /v1/jobs` when `limit` is not given."""
+
+LIST_MAX_LIMIT = 100
+"""Upper bound on `limit` in `GET /v1/jobs`."""
+
+LIST_MAX_SCAN = 1000
+"""Index entries one `GET /v1/jobs` page may inspect while filtering by status before it returns a cursor."""
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+"""Longest accepted `Idempotency-Key` header value."""
+
+READYZ_RETRY_AFTER_S = 5
+"""`Retry-After` sent with a 503 from `/readyz`."""
+
+WORKER_HEARTBEAT_S = 5.0
+"""How often a busy worker refreshes its heartbeat while a job runs."""
+
+WORKER_HEARTBEAT_MISSES = 3
+"""Heartbeats a busy worker may miss before its job counts as abandoned (then reported `failed`)."""
+
+WORKER_TTL_S = 60
+"""Lifetime of an idle worker's registration between its heartbeats (RQ adds 60 s of grace)."""
+
+WORKER_MAINTENANCE_S = 60
+"""How often a worker runs RQ's registry cleanup (abandoned jobs, expired entries)."""
+
+PROGRESS_MIN_INTERVAL_S = 0.5
+"""Least time between two progress writes of one job (the first and the last are always written)."""
+
+SUPERVISOR_BACKOFF_S = (1.0, 30.0)
+"""First and largest delay before the runner restarts a worker that died (doubling in between)."""
+
+SUPERVISOR_POLL_S = 0.5
+"""How often the runner checks its children (and a stop request)."""
+
+SUPERVISOR_STABLE_S = 60.0
+"""A worker that ran this long before dying is restarted after the first backoff delay again."""
+
+SHUTDOWN_GRACE_S = 10.0
+"""Time a child process gets to stop on SIGTERM before the runner kills it."""
+
+REDIS_START_TIMEOUT_S = 15.0
+"""How long the runner waits for the embedded Redis to answer PING."""

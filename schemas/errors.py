@@ -191,7 +191,7 @@ class JobTimeoutError(SeqattrError):
     title = "Job timed out"
     status = 500
 
-    def __init__(self, timeout_s: int | None) -> None:
+    def __init__(self, timeout_s: float | None) -> None:
         super().__init__(f"the job ran longer than its limit of {timeout_s} s and was stopped")
 
 

@@ -1,6 +1,8 @@
 """The method catalogue: ids, families, references and per-method parameters.
 
-The workers implement each id in `workers/methods/<family>.py`; a test checks both sides list the same ids.
+Each method's client-facing facts (family, description, reference, baselines, target attribution, parameters)
+live here and nowhere else. The workers implement each id in `workers/methods/<family>.py` and list them in
+`workers/methods/registry.py`; a test checks both sides list the same ids.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ _register(
     reference="https://arxiv.org/abs/1409.0473",
 )
 
-METHODS: dict[str, MethodSpec] = {spec.id: spec for spec, _ in _SPECS}
+METHOD_SPECS: dict[str, MethodSpec] = {spec.id: spec for spec, _ in _SPECS}
 """Every method the service offers, by id."""
 
 METHOD_ARGS: dict[str, type[MethodArgs]] = {spec.id: args for spec, args in _SPECS}

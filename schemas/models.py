@@ -5,9 +5,10 @@ A registry file is TOML with one table per model:
     [models.my-model]
     path = "/srv/models/my-model"      # a folder written by `save_pretrained`
 
-Optional keys: `architecture` ("causal" | "seq2seq", guessed from the config when absent), `dtype`,
-`gguf_package` + `gguf_file` (weights shipped inside an installed Python package), `description`,
-`max_sequence_tokens`. The built-in registry ships with the workers; `SEQATTR_MODELS` adds files.
+Optional keys: `is_encoder_decoder` (read from the model's config when absent), `dtype`, `gguf_package` +
+`gguf_file` (weights shipped inside an installed Python package), `description`, `max_sequence_tokens`.
+The built-in registry (`schemas/models.toml`) is part of the shared contract; `SEQATTR_MODELS` adds files.
+The API and the workers both read the registry through `load_registry`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-BUILTIN_REGISTRY = Path(__file__).resolve().parent.parent / "workers" / "models.toml"
+BUILTIN_REGISTRY = Path(__file__).resolve().parent / "models.toml"
 """The registry file that ships with the code (the default model)."""
+
+_LEGACY_ARCHITECTURE = {"causal": False, "seq2seq": True}
+"""Registry files written before `is_encoder_decoder` said `architecture = "causal" | "seq2seq"`."""
 
 
 class ModelEntry(BaseModel):
@@ -32,7 +36,9 @@ class ModelEntry(BaseModel):
     path: str | None = Field(None, description="Folder written by save_pretrained.")
     gguf_package: str | None = Field(None, description="Installed Python package that ships a GGUF file.")
     gguf_file: str | None = None
-    architecture: Literal["causal", "seq2seq"] | None = None
+    is_encoder_decoder: bool | None = Field(
+        None, description="Encoder-decoder (seq2seq) or decoder-only; read from the model's config when null."
+    )
     dtype: Literal["float32", "float16", "bfloat16", "auto"] = "float32"
     max_sequence_tokens: int | None = Field(None, ge=1)
 
@@ -59,6 +65,9 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
     for model_id, table in (data.get("models") or {}).items():
         if not isinstance(table, dict):
             raise RegistryError(f"{path}: [models.{model_id}] must be a table")
+        if table.get("architecture") in _LEGACY_ARCHITECTURE:
+            table = {**table, "is_encoder_decoder": _LEGACY_ARCHITECTURE[table["architecture"]]}
+            del table["architecture"]
         if table.get("path"):
             table = {**table, "path": str((path.parent / table["path"]).resolve())}
         try:

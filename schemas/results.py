@@ -1,70 +1,83 @@
 """The attribution result: `GET /v1/jobs/{id}/result`.
 
-Workers build the same shape as plain dicts and store it as orjson bytes; these models document it in
-OpenAPI and let tests and clients validate it.
+The result is defined once, here, as typed dicts: workers build exactly these (mypy checks every key) and
+store them with orjson, with no model objects in between; `RESULT_ADAPTER` validates a result and gives the
+JSON schema that the OpenAPI document publishes, so the document cannot drift from what workers write.
+Extra keys are allowed in the published schema, so later versions can add fields without breaking clients.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, TypeAdapter
+from typing_extensions import TypedDict
 
 Cell = float | list[Any] | None
 """One matrix cell: a score, a list of unreduced scores (granular output), or null where undefined."""
 
 
-class Token(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Token(TypedDict):
     id: int
-    token: str = Field(description="The vocabulary entry, as the reference library shows it (e.g. 'Ġto').")
-    text: str = Field(description="The token decoded on its own (e.g. ' to').")
+    token: Annotated[
+        str, Field(description="The vocabulary entry, as the reference library shows it ('Ġto').")
+    ]
+    text: Annotated[str, Field(description="The token decoded on its own (e.g. ' to').")]
 
 
-class ResultModelInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ResultModelInfo(TypedDict):
     id: str
-    architecture: str
+    architecture: Annotated[str, Field(description="The model's class, e.g. 'LlamaForCausalLM'.")]
     is_encoder_decoder: bool
 
 
-class SequenceAttribution(BaseModel):
+class SequenceAttribution(TypedDict):
     """Scores for one input: rows are source/target positions, columns are attributed steps."""
 
-    model_config = ConfigDict(frozen=True)
+    source: Annotated[list[Token], Field(description="Encoder input; for decoder-only models, the prompt.")]
+    target: Annotated[
+        list[Token], Field(description="Decoder side; for decoder-only models, prompt + generated.")
+    ]
+    attr_pos_start: Annotated[int, Field(description="First attributed target position.")]
+    attr_pos_end: Annotated[int, Field(description="One past the last attributed target position.")]
+    source_attributions: Annotated[
+        list[list[Cell]] | None,
+        Field(description="[len(source)][n_attributed]; null for decoder-only models."),
+    ]
+    target_attributions: Annotated[
+        list[list[Cell]] | None,
+        Field(
+            description="[len(target)][n_attributed]; null where the target is not attributed; "
+            "cells at or after the attributed position are null."
+        ),
+    ]
+    step_scores: Annotated[
+        dict[str, list[float | None]], Field(description="[n_attributed] per requested step score.")
+    ]
+    sequence_scores: Annotated[dict[str, Any], Field(description="Extra per-sequence scores of the method.")]
 
-    source: list[Token] = Field(description="Encoder input; for decoder-only models, the prompt.")
-    target: list[Token] = Field(description="Decoder side; for decoder-only models, prompt + generated.")
-    attr_pos_start: int = Field(description="First attributed target position.")
-    attr_pos_end: int = Field(description="One past the last attributed target position.")
-    source_attributions: list[list[Cell]] | None = Field(
-        description="[len(source)][n_attributed]; null for decoder-only models."
-    )
-    target_attributions: list[list[Cell]] | None = Field(
-        description="[len(target)][n_attributed]; null where the target is not attributed; "
-        "cells at or after the attributed position are null."
-    )
-    step_scores: dict[str, list[float | None]] = Field(description="[n_attributed] per requested step score.")
-    sequence_scores: dict[str, Any] = Field(default_factory=dict)
 
-
-class ResultInfo(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+class ResultInfo(TypedDict):
+    """How the result was computed: the arguments that ran (defaults filled in) and the versions."""
 
     exec_time_s: float
     generation_args: dict[str, Any]
     method_args: dict[str, Any]
+    aggregation: dict[str, Any]
+    attribute_target: bool
+    include_eos_baseline: bool
+    forced_targets: Annotated[bool, Field(description="Whether the targets were given, not generated.")]
     versions: dict[str, str]
 
 
-class AttributionResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AttributionResult(TypedDict):
     id: str
     model: ResultModelInfo
     method: str
     attributed_fn: str
     sequences: list[SequenceAttribution]
     info: ResultInfo
+
+
+RESULT_ADAPTER: TypeAdapter[AttributionResult] = TypeAdapter(AttributionResult)
+"""Validates a result (tests, clients) and gives its JSON schema."""

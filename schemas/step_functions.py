@@ -1,4 +1,8 @@
-"""The step-function catalogue: scores computed at every generation step, some of them attributable."""
+"""The step-function catalogue: scores computed at every generation step, some of them attributable.
+
+The workers implement each id in `workers/engine/step_functions.py`; a test checks both sides list the same
+ids.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ class StepFunctionSpec(BaseModel):
     attributable: bool = True
 
 
-STEP_FUNCTIONS: dict[str, StepFunctionSpec] = {
+STEP_FUNCTION_SPECS: dict[str, StepFunctionSpec] = {
     spec.id: spec
     for spec in (
         StepFunctionSpec(

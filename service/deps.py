@@ -7,22 +7,22 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from schemas.models import ModelEntry
-from service.queue import JobQueue
-from service.settings import Settings
+from service.job_store import JobStore
+from service.settings import ApiSettings
 
 
-def get_app_settings(request: Request) -> Settings:
+def get_app_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_queue(request: Request) -> JobQueue:
-    return request.app.state.queue
+def get_job_store(request: Request) -> JobStore:
+    return request.app.state.job_store
 
 
 def get_registry(request: Request) -> dict[str, ModelEntry]:
     return request.app.state.registry
 
 
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-QueueDep = Annotated[JobQueue, Depends(get_queue)]
+SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 RegistryDep = Annotated[dict[str, ModelEntry], Depends(get_registry)]

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from schemas.defaults import READYZ_RETRY_AFTER_S
 from schemas.errors import (
     HTTPProblem,
     MalformedBodyError,
@@ -23,7 +24,6 @@ from schemas.errors import (
     ServiceNotReadyError,
 )
 from schemas.problems import PROBLEM_MEDIA_TYPE
-from service.defaults import READYZ_RETRY_AFTER_S
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,14 @@ def validation_error(exc: RequestValidationError) -> SeqattrError:
     return RequestValidationFailed([_clean(e) for e in errors])
 
 
+def _phrase(status: int) -> str:
+    """The reason phrase of a status code ("Error" for a code Python does not know)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers: ours, validation, framework HTTP errors, and anything unexpected."""
 
@@ -89,8 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
         else:
-            phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus else "Error"
-            error = HTTPProblem(exc.status_code, phrase, str(exc.detail))
+            error = HTTPProblem(exc.status_code, _phrase(exc.status_code), str(exc.detail))
         return problem_response(error, request.url.path, dict(exc.headers or {}))
 
     @app.exception_handler(RedisConnectionError)

@@ -1,4 +1,4 @@
-"""The app factory: `create_app()` builds the FastAPI app; `lifespan` opens Redis and the queues."""
+"""The app factory: `create_app()` builds the FastAPI app; `lifespan` opens Redis and the job store."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from redis import Redis
 
 from schemas.models import load_registry
 from service.errors import install_error_handlers
-from service.limits import BodySizeLimit
-from service.queue import JobQueue, Retention
+from service.job_store import JobStore, Retention
+from service.middleware import BodySizeLimit
 from service.routes import attributions, catalogue, health, jobs
-from service.settings import Settings, get_settings
+from service.settings import ApiSettings, get_settings
 
 API_VERSION = "1.0.0"
 """Version of the HTTP contract in the OpenAPI document."""
@@ -27,20 +27,20 @@ def operation_id(route: APIRoute) -> str:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    settings: ApiSettings = app.state.settings
     app.state.registry = load_registry(settings.models)
     connection = Redis.from_url(
         settings.effective_redis_url, socket_connect_timeout=5, health_check_interval=30
     )
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
-    app.state.queue = JobQueue(connection, app.state.registry, retention)
+    app.state.job_store = JobStore(connection, app.state.registry, retention)
     try:
         yield
     finally:
-        connection.close()
+        app.state.job_store.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the app; `settings` defaults to the environment's."""
     app = FastAPI(
         title="Seqattr",

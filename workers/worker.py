@@ -1,21 +1,58 @@
 """The Seqattr worker: an RQ `SimpleWorker` (jobs run in the worker process, so loaded models stay loaded)
-that keeps heartbeating while a job runs, so a worker that dies mid-job is noticed within seconds."""
+that heartbeats while a job runs, so a worker that dies mid-job is noticed within seconds.
+
+It extends RQ through one overridden method (`get_heartbeat_ttl`) and one public call
+(`maintain_heartbeats`); `check_rq_interface` verifies both at start-up, so an RQ upgrade that changes
+them stops the worker with a clear message instead of silently ending the heartbeats.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+import rq
 from rq.job import Job
-from rq.queue import Queue
-from rq.worker import SimpleWorker, WorkerStatus
+from rq.worker import BaseWorker, SimpleWorker
 
-from service.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_MISSES, WORKER_HEARTBEAT_S
-from workers import jobs
+from schemas.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_MISSES, WORKER_HEARTBEAT_S
+from workers import job_function
+from workers.model_cache import ModelCache
 
-if TYPE_CHECKING:
-    from workers.model_cache import ModelCache
+RQ_INTERFACE: dict[str, tuple[str, ...]] = {
+    "get_heartbeat_ttl": ("self", "job"),
+    "maintain_heartbeats": ("self", "job"),
+}
+"""RQ worker methods Seqattr overrides or calls, with the parameters it was written for (rq 2.12)."""
+
+RQ_TTL_CALLERS = ("prepare_job_execution", "maintain_heartbeats")
+"""RQ methods that must keep asking `get_heartbeat_ttl`, or the short heartbeat TTL is never applied."""
+
+
+class RQInterfaceChanged(RuntimeError):
+    """The installed RQ no longer has the worker interface `SeqattrWorker` relies on."""
+
+
+def check_rq_interface() -> None:
+    """Raise `RQInterfaceChanged` when the installed RQ's worker methods differ from `RQ_INTERFACE`."""
+    problems = []
+    for name, expected in RQ_INTERFACE.items():
+        method = getattr(SimpleWorker, name, None)
+        actual = tuple(inspect.signature(method).parameters) if method is not None else None
+        if actual != expected:
+            problems.append(f"SimpleWorker.{name}{actual or ' is missing'} (expected {expected})")
+    for name in RQ_TTL_CALLERS:
+        if "self.get_heartbeat_ttl(" not in inspect.getsource(getattr(BaseWorker, name)):
+            problems.append(f"BaseWorker.{name} no longer calls get_heartbeat_ttl")
+    if problems:
+        raise RQInterfaceChanged(
+            f"rq {rq.__version__} changed what SeqattrWorker relies on: {'; '.join(problems)}. "
+            "Install the rq version pinned in pyproject.toml or update workers/worker.py."
+        )
 
 
 class SeqattrWorker(SimpleWorker):
@@ -25,7 +62,8 @@ class SeqattrWorker(SimpleWorker):
     so RQ gives a running job's started-registry entry a TTL of the whole job timeout. Here a thread
     refreshes it every `heartbeat_s` with a short TTL instead: if the process dies, the entry lapses after
     `WORKER_HEARTBEAT_MISSES` beats and RQ's registry cleanup fails the job (the API then reports it
-    `failed` with a worker-lost problem).
+    `failed` with a worker-lost problem). The job function runs the thread (`heartbeats`) for exactly as
+    long as it runs, so no late beat re-creates registry entries RQ removes when the job ends.
 
     Args:
         model_cache: the models this worker serves, loaded on first use.
@@ -42,50 +80,28 @@ class SeqattrWorker(SimpleWorker):
         progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
         **kwargs: Any,
     ):
+        check_rq_interface()
         kwargs.setdefault("job_monitoring_interval", max(1, math.ceil(heartbeat_s)))
         super().__init__(*args, **kwargs)
         self.model_cache = model_cache
         self.heartbeat_s = heartbeat_s
-        self._beat_stop: threading.Event | None = None
-        self._beat_thread: threading.Thread | None = None
-        jobs.configure(model_cache, progress_interval_s)
+        job_function.configure(job_function.JobRuntime(model_cache, progress_interval_s, self.heartbeats))
 
     def get_heartbeat_ttl(self, job: Job) -> int:  # noqa: ARG002 (same for every job)
         """How long a running job's registry entry lives without a fresh heartbeat."""
         return math.ceil(self.heartbeat_s * WORKER_HEARTBEAT_MISSES) + 1
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        self.prepare_execution(job)
-        self._start_heartbeats(job)
-        try:
-            self.perform_job(job, queue)
-        finally:
-            self._stop_heartbeats()
-        self.set_state(WorkerStatus.IDLE)
-
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        super().prepare_job_execution(job, remove_from_intermediate_queue)
-        # The queued-TTL still stands on the job key; a job that starts late must not expire while it runs.
-        # RQ sets the retention TTL when the job ends.
-        self.connection.persist(job.key)
-
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        # The job function has returned or raised: stop beating before RQ records the outcome, so no late
-        # beat re-creates the registry entries RQ removes.
-        self._stop_heartbeats()
-        super().handle_execution_ended(job, queue, heartbeat_ttl)
-
-    def _start_heartbeats(self, job: Job) -> None:
+    @contextmanager
+    def heartbeats(self, job: Job) -> Iterator[None]:
+        """Heartbeat `job` from a thread for the duration of the block."""
         stop = threading.Event()
         thread = threading.Thread(target=self._beat, args=(job, stop), name="rq-heartbeat", daemon=True)
-        self._beat_stop, self._beat_thread = stop, thread
         thread.start()
-
-    def _stop_heartbeats(self) -> None:
-        if self._beat_stop is not None and self._beat_thread is not None:
-            self._beat_stop.set()
-            self._beat_thread.join()
-        self._beat_stop = self._beat_thread = None
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _beat(self, job: Job, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_s):

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from schemas.attribution import AttributionRequest
+from schemas.defaults import IDEMPOTENCY_KEY_MAX_LENGTH
 from schemas.jobs import Job
 from schemas.problems import UnknownModelProblem, ValidationProblem, problem_responses
-from service import jobs
-from service.defaults import IDEMPOTENCY_KEY_MAX_LENGTH
-from service.deps import QueueDep, RegistryDep
+from service import job_operations
+from service.deps import JobStoreDep, RegistryDep
 
 router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
 
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
 )
 def create_attribution(
     body: AttributionRequest,
-    queue: QueueDep,
+    store: JobStoreDep,
     registry: RegistryDep,
     response: Response,
     idempotency_key: Annotated[
@@ -41,7 +41,7 @@ def create_attribution(
         ),
     ] = None,
 ) -> Job:
-    job, replayed = jobs.submit_attribution(queue, registry, body, idempotency_key)
+    job, replayed = job_operations.submit_attribution(store, registry, body, idempotency_key)
     response.headers["Location"] = job.links.self
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from schemas.catalogue import Health, Readiness
+from schemas.health import Health, Readiness
 from schemas.problems import problem_responses
-from service.deps import QueueDep
+from service.deps import JobStoreDep
 from service.health import check_ready
 
 router = APIRouter(tags=["health"])
@@ -20,5 +20,5 @@ def healthz() -> Health:
 @router.get(
     "/readyz", name="readyz", response_model=Readiness, summary="Readiness", responses=problem_responses(503)
 )
-def readyz(queue: QueueDep) -> Readiness:
-    return check_ready(queue)
+def readyz(store: JobStoreDep) -> Readiness:
+    return check_ready(store)

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from schemas.defaults import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT
 from schemas.jobs import Job, JobPage, JobStatus
 from schemas.problems import JobStateProblem, ValidationProblem, problem_responses
 from schemas.results import AttributionResult
-from service import jobs
-from service.defaults import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT
-from service.deps import QueueDep, SettingsDep
+from service import job_operations
+from service.deps import JobStoreDep, SettingsDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -27,12 +27,12 @@ JobId = Annotated[str, Path(description="The job id from `POST /v1/attributions`
     responses=problem_responses(503, s422=ValidationProblem),
 )
 def list_jobs(
-    queue: QueueDep,
+    store: JobStoreDep,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
 ) -> JobPage:
-    return jobs.list_jobs(queue, limit, cursor, status)
+    return job_operations.list_jobs(store, limit, cursor, status)
 
 
 @router.get(
@@ -44,7 +44,7 @@ def list_jobs(
 )
 async def get_job(
     job_id: JobId,
-    queue: QueueDep,
+    store: JobStoreDep,
     settings: SettingsDep,
     wait: Annotated[
         float,
@@ -52,8 +52,8 @@ async def get_job(
     ] = 0,
 ) -> Job:
     if wait <= 0:
-        return await run_in_threadpool(jobs.get_job, queue, job_id)
-    return await jobs.wait_for_job(queue, job_id, min(wait, settings.long_poll_max_s))
+        return await run_in_threadpool(job_operations.get_job, store, job_id)
+    return await job_operations.wait_for_job(store, job_id, min(wait, settings.long_poll_max_s))
 
 
 @router.get(
@@ -66,10 +66,10 @@ async def get_job(
         **problem_responses(404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
     },
 )
-def get_job_result(job_id: JobId, queue: QueueDep) -> Response:
+def get_job_result(job_id: JobId, store: JobStoreDep) -> Response:
     # The stored bytes are returned as they are: results can be large, and re-encoding them would cost more
     # than the request itself.
-    return Response(jobs.get_result(queue, job_id), media_type="application/json")
+    return Response(job_operations.get_result(store, job_id), media_type="application/json")
 
 
 @router.delete(
@@ -84,6 +84,6 @@ def get_job_result(job_id: JobId, queue: QueueDep) -> Response:
         **problem_responses(404, 410, 503, s422=ValidationProblem),
     },
 )
-def delete_job(job_id: JobId, queue: QueueDep) -> Job | Response:
-    job = jobs.delete_job(queue, job_id)
+def delete_job(job_id: JobId, store: JobStoreDep) -> Job | Response:
+    job = job_operations.delete_job(store, job_id)
     return job if job is not None else Response(status_code=204)

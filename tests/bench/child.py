@@ -81,14 +81,14 @@ def _nan_to_none(value: Any) -> Any:
 
 def _loaded_model(cache_dir: Path) -> Any:
     from schemas.models import load_registry
-    from workers.model_cache import load_model
+    from workers.model_loading import load_model
 
     return load_model(load_registry()[MODEL_ID], cache_dir=cache_dir)
 
 
 def _seqattr_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
     from schemas.attribution import AttributionRequest, GenerationArgs
-    from workers.engine import run_attribution
+    from workers.engine.run import run_attribution
 
     loaded = _loaded_model(Path(spec["cache_dir"]))
     request = AttributionRequest(
@@ -102,7 +102,7 @@ def _seqattr_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
     )
 
     def run() -> Outcome:
-        result = run_attribution(request, loaded, lambda _done, _total: None)
+        result = run_attribution(request, loaded, lambda _done, _total: None, result_id="bench")
         seq = result["sequences"][0]
         return {
             "target_ids": [t["id"] for t in seq["target"]],

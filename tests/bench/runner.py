@@ -31,10 +31,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from schemas.methods import METHOD_SPECS
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "George was sick yesterday. His colleagues asked him to come"
 MAX_NEW_TOKENS = 20
-METHODS = ["saliency", "input_x_gradient", "integrated_gradients", "attention"]
+METHODS = list(METHOD_SPECS)
 FINAL_STEP_METHODS = {"attention"}
 """Inseq refuses step scores for these, so neither side is asked for them."""
 IG_STEPS = 50

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.processes import free_port, stop
-from service.redis_server import EmbeddedRedis
+from cli.processes import free_port, stop
+from cli.redis_server import EmbeddedRedis
 from tests.service.helpers import HEARTBEAT_S, SERVED_MODELS
 from tests.service.stack import WorkerProcess, flush_jobs, stack_env, start_api
 

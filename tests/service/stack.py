@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.processes import free_port, stop
+from cli.processes import free_port, stop
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from schemas.methods import METHODS
-from service.defaults import MAX_BODY_BYTES
+from schemas.defaults import MAX_BODY_BYTES
+from schemas.methods import METHOD_SPECS
 from tests.service.helpers import UNSERVED_MODEL, assert_problem, queued_request, submit
 
 
@@ -54,7 +54,7 @@ def test_unknown_method_lists_available_ones(client: httpx.Client) -> None:
     body = assert_problem(response, 422, "validation-error")
     [error] = body["errors"]
     assert error["loc"] == ["body", "method"]
-    assert "available: " + ", ".join(sorted(METHODS)) in error["msg"]
+    assert "available: " + ", ".join(sorted(METHOD_SPECS)) in error["msg"]
 
 
 def test_each_invalid_location_is_reported(client: httpx.Client) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
 
 import httpx
 import pytest
 
-from schemas.attribution import HiddenAggregator
-from schemas.methods import METHODS
-from schemas.step_functions import STEP_FUNCTIONS
-from service.processes import stop
+from cli.processes import stop
+from schemas.aggregators import Aggregator
+from schemas.methods import METHOD_SPECS
+from schemas.step_functions import STEP_FUNCTION_SPECS
+from service.openapi import openapi_document
 from tests.service.helpers import assert_problem
 from tests.service.stack import stack_env, start_api
 
@@ -19,27 +19,28 @@ from tests.service.stack import stack_env, start_api
 def test_models_lists_the_registry_without_paths(client: httpx.Client) -> None:
     models = {model["id"]: model for model in client.get("/v1/models").json()["models"]}
     assert {"tiny-gpt2", "tiny-llama", "tiny-t5", "tiny-bart", "smollm2-135m-instruct"} <= set(models)
-    assert models["tiny-t5"]["architecture"] == "seq2seq"
+    assert models["tiny-t5"]["is_encoder_decoder"] is True
+    assert models["tiny-gpt2"]["is_encoder_decoder"] is False
+    assert models["tiny-marian"]["is_encoder_decoder"] is None  # left to the model's config
     assert models["smollm2-135m-instruct"]["default"] is True
     assert all("path" not in model for model in models.values())
 
 
 def test_methods_and_step_functions(client: httpx.Client) -> None:
     methods = client.get("/v1/methods").json()["methods"]
-    assert [method["id"] for method in methods] == list(METHODS)
+    assert [method["id"] for method in methods] == list(METHOD_SPECS)
     ig = next(method for method in methods if method["id"] == "integrated_gradients")
     assert ig["family"] == "gradient" and ig["parameters"]["properties"]["n_steps"]["default"] == 50
     functions = client.get("/v1/step-functions").json()["step_functions"]
-    assert [function["id"] for function in functions] == list(STEP_FUNCTIONS)
+    assert [function["id"] for function in functions] == list(STEP_FUNCTION_SPECS)
 
 
-def test_aggregators_match_the_request_schema_and_the_engine(client: httpx.Client) -> None:
-    from workers.engine.aggregation import REDUCERS
-
+def test_aggregators_are_the_request_schema_s(client: httpx.Client) -> None:
     aggregators = client.get("/v1/aggregators").json()["aggregators"]
-    assert [agg["id"] for agg in aggregators] == list(get_args(HiddenAggregator))
-    assert {agg["id"] for agg in aggregators} == set(REDUCERS)
+    assert [agg["id"] for agg in aggregators] == [member.value for member in Aggregator]
     assert all(agg["description"] for agg in aggregators)
+    request_enum = openapi_document()["components"]["schemas"]["Aggregator"]["enum"]
+    assert request_enum == [agg["id"] for agg in aggregators]
 
 
 @pytest.mark.usefixtures("worker")
@@ -65,7 +66,7 @@ def test_readyz_is_503_without_a_worker(redis_url: str, tiny_registry: Path, tmp
 
 
 def test_redis_down_is_503(tiny_registry: Path, tmp_path: Path) -> None:
-    from service.processes import free_port
+    from cli.processes import free_port
 
     process, url = start_api(stack_env(f"redis://127.0.0.1:{free_port()}/0", tiny_registry, tmp_path))
     try:

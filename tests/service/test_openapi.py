@@ -44,7 +44,7 @@ def test_errors_are_documented_as_problems() -> None:
 
 def test_api_does_not_import_torch() -> None:
     code = (
-        "import service.main, service.serve, service.openapi, sys; service.main.create_app(); "
+        "import service.main, service.openapi, cli.main, cli.serve, sys; service.main.create_app(); "
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -27,7 +27,7 @@ def engine_model(
     tiny_entries: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], Any]:
     """`engine_model(model_id)` -> the worker's `LoadedModel`, loaded once per session."""
-    from workers.model_cache import load_model
+    from workers.model_loading import load_model
 
     cache_dir = tmp_path_factory.mktemp("model-cache")
     loaded: dict[str, Any] = {}
@@ -42,18 +42,21 @@ def engine_model(
 
 @pytest.fixture(scope="session")
 def run_engine(engine_model: Callable[[str], Any]) -> Callable[..., dict[str, Any]]:
-    """`run_engine(model=..., inputs=[...], **request_fields)` -> the engine's result dict.
+    """`run_engine(model=..., inputs=[...], **request_fields)` -> the engine's result (id "test").
 
     Progress calls are recorded on the returned dict under the key `"_progress"` (not part of the result).
     """
     from schemas.attribution import AttributionRequest
-    from workers.engine import run_attribution
+    from workers.engine.run import run_attribution
 
     def run(**fields: Any) -> dict[str, Any]:
         request = AttributionRequest(**fields)
         progress: list[tuple[int, int]] = []
         result = run_attribution(
-            request, engine_model(request.model), lambda done, total: progress.append((done, total))
+            request,
+            engine_model(request.model),
+            lambda done, total: progress.append((done, total)),
+            result_id="test",
         )
         result["_progress"] = progress
         return result

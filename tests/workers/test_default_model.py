@@ -10,7 +10,7 @@ import pytest
 from schemas.attribution import AttributionRequest
 from schemas.defaults import DEFAULT_MODEL
 from schemas.models import load_registry
-from schemas.results import AttributionResult
+from tests.result_shape import assert_valid_result
 
 pytestmark = pytest.mark.slow
 
@@ -19,18 +19,20 @@ PROMPT = "George was sick yesterday. His colleagues asked him to come"
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from workers.model_cache import load_model
-    from workers.settings import WorkerSettings, model_cache_dir
+    from workers.model_loading import load_model
+    from workers.settings import WorkerSettings
 
     # The converted-weights cache `make serve` uses: the ~15 s GGUF conversion happens once per machine.
-    return load_model(load_registry()[DEFAULT_MODEL], model_cache_dir(WorkerSettings()))
+    return load_model(load_registry()[DEFAULT_MODEL], WorkerSettings().model_cache_dir)
 
 
 def _run(loaded, **fields):
-    from workers.engine import run_attribution
+    from workers.engine.run import run_attribution
 
     progress: list[tuple[int, int]] = []
-    result = run_attribution(AttributionRequest(**fields), loaded, lambda d, t: progress.append((d, t)))
+    result = run_attribution(
+        AttributionRequest(**fields), loaded, lambda d, t: progress.append((d, t)), result_id="slow-test"
+    )
     return result, progress
 
 
@@ -42,7 +44,7 @@ def test_seed_example_continues_to_the_hospital_with_well_formed_scores(smollm2)
         generation_args={"max_new_tokens": 10},
         step_scores=["probability"],
     )
-    AttributionResult.model_validate({"id": "x", **result})
+    assert_valid_result(result)
     seq = result["sequences"][0]
     prompt_len = seq["attr_pos_start"]
     continuation = smollm2.tokenizer.decode([t["id"] for t in seq["target"][prompt_len:]])

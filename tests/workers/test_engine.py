@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 
 from schemas.errors import InvalidRequestError
-from schemas.results import AttributionResult
+from schemas.methods import METHOD_SPECS
+from tests.result_shape import assert_valid_result
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 CAUSAL = ["tiny-gpt2", "tiny-llama"]
 SEQ2SEQ = ["tiny-t5", "tiny-bart"]
 MODELS = CAUSAL + SEQ2SEQ
-METHODS = ["saliency", "input_x_gradient", "integrated_gradients", "attention"]
+METHODS = list(METHOD_SPECS)
 MAX_NEW_TOKENS = 4
 HIDDEN_SIZE = 32
 """d_model of every tiny model (tests/tiny_models.py)."""
@@ -95,7 +96,7 @@ def _assert_null_pattern(seq: dict[str, Any]) -> None:
 @pytest.mark.parametrize("model_id", MODELS)
 def test_result_shape_normalisation_and_nulls(run_engine, model_id: str, method: str) -> None:
     result = run_engine(**_request(model_id, method, step_scores=["probability", "entropy"]))
-    AttributionResult.model_validate({"id": "test", **_strip(result)})
+    assert_valid_result(_strip(result))
     assert result["model"]["id"] == model_id
     assert result["model"]["is_encoder_decoder"] is (not _is_causal(model_id))
     assert result["method"] == method
@@ -312,14 +313,14 @@ def test_too_long_input_is_refused(run_engine, model_id: str) -> None:
 @pytest.mark.parametrize("model_id", ["tiny-gpt2", "tiny-t5"])
 def test_model_token_limit_is_enforced(tiny_entries, tmp_path, model_id: str) -> None:
     from schemas.attribution import AttributionRequest
-    from workers.engine import run_attribution
-    from workers.model_cache import load_model
+    from workers.engine.run import run_attribution
+    from workers.model_loading import load_model
 
     entry = tiny_entries[model_id].model_copy(update={"max_sequence_tokens": 6})
     loaded = load_model(entry, tmp_path)
     request = AttributionRequest(**_request(model_id))
     with pytest.raises(InvalidRequestError):
-        run_attribution(request, loaded, lambda *_: None)
+        run_attribution(request, loaded, lambda *_: None, result_id="test")
 
 
 @pytest.mark.parametrize("model_id", CAUSAL)

@@ -1,6 +1,6 @@
 """Parity of the engine with the reference library (Inseq 0.7.1, the oracle) on the tiny test models.
 
-Every case runs the same attribution through `inseq` and through `workers.engine.run_attribution`, then
+Every case runs the same attribution through `inseq` and through `workers.engine.run.run_attribution`, then
 compares token ids, attributed positions, the default-aggregated scores (L2 over the hidden size, or the
 mean over layers and heads for attention; each step's column scaled to sum 1; NaN/null at and after the
 step's own position) and the step scores.
@@ -30,13 +30,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from schemas.methods import METHOD_SPECS
+
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 CAUSAL = ["tiny-gpt2", "tiny-llama"]
 SEQ2SEQ = ["tiny-t5", "tiny-bart"]
 MODELS = CAUSAL + SEQ2SEQ
-GRADIENT_METHODS = ["saliency", "input_x_gradient", "integrated_gradients"]
-METHODS = [*GRADIENT_METHODS, "attention"]
+METHODS = list(METHOD_SPECS)
+GRADIENT_METHODS = [method for method, spec in METHOD_SPECS.items() if spec.family == "gradient"]
 N_STEPS = 8
 MAX_NEW_TOKENS = 5
 STEP_SCORES = ["probability", "entropy"]

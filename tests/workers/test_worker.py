@@ -15,13 +15,13 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
+from cli.processes import free_port
+from cli.redis_server import EmbeddedRedis
 from schemas.models import load_registry
-from schemas.results import AttributionResult
-from service.keys import cancel_key, queue_name, result_key
-from service.processes import free_port
-from service.queue import SERIALIZER, JobQueue, Retention
-from service.redis_server import EmbeddedRedis
-from workers.jobs import JobCanceled, ProgressReporter
+from schemas.redis_keys import ATTRIBUTION_JOB_FUNCTION, SERIALIZER, cancel_key, queue_name, result_key
+from service.job_store import JobStore, Retention
+from tests.result_shape import assert_valid_result
+from workers.job_function import JobCanceled, ProgressReporter
 from workers.model_cache import ModelCache
 from workers.worker import SeqattrWorker
 
@@ -58,8 +58,8 @@ def cache(registry: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) ->
     return ModelCache(registry, tmp_path_factory.mktemp("cache"))
 
 
-def make_queue(redis: Redis, registry: dict[str, Any], timeout_s: int = 60) -> JobQueue:
-    return JobQueue(redis, registry, Retention(job_timeout_s=timeout_s, queued_ttl_s=600, result_ttl_s=600))
+def make_store(redis: Redis, registry: dict[str, Any], timeout_s: int = 60) -> JobStore:
+    return JobStore(redis, registry, Retention(job_timeout_s=timeout_s, queued_ttl_s=600, result_ttl_s=600))
 
 
 def run_burst(redis: Redis, cache: ModelCache) -> None:
@@ -74,30 +74,31 @@ def run_burst(redis: Redis, cache: ModelCache) -> None:
     worker.work(burst=True, logging_level="WARNING")
 
 
-def enqueue(queue: JobQueue, request: dict[str, Any]) -> str:
+def enqueue(store: JobStore, request: dict[str, Any]) -> str:
     job_id = uuid.uuid4().hex
-    queue.enqueue(job_id, request["model"], "attribution", request)
+    store.enqueue(job_id, request["model"], "attribution", request)
     return job_id
 
 
 def test_job_stores_result_bytes_and_progress(
     clean: Redis, registry: dict[str, Any], cache: ModelCache
 ) -> None:
-    queue = make_queue(clean, registry)
+    store = make_store(clean, registry)
     request = {
         "model": "tiny-bart",
         "inputs": ["The cat sat on the mat."],
         "generation_args": {"max_new_tokens": 4},
     }
-    job_id = enqueue(queue, request)
+    job_id = enqueue(store, request)
     run_burst(clean, cache)
     job = Job.fetch(job_id, connection=clean, serializer=SERIALIZER)
     assert job.get_status() == "finished"
     assert job.meta["progress"]["done"] == job.meta["progress"]["total"] > 0
     assert "error" not in job.meta
     stored = clean.get(result_key(job_id))
-    result = AttributionResult.model_validate_json(stored)
-    assert result.id == job_id and result.model.is_encoder_decoder
+    result = orjson.loads(stored)
+    assert_valid_result(result)
+    assert result["id"] == job_id and result["model"]["is_encoder_decoder"]
     assert orjson.loads(stored)["id"] == job_id  # the id leads the stored document
     assert job.return_value() == {"result_key": result_key(job_id), "bytes": len(stored)}
     assert 0 < clean.ttl(result_key(job_id)) <= 600
@@ -107,8 +108,8 @@ def test_job_stores_result_bytes_and_progress(
 def test_engine_error_is_stored_as_its_problem(
     clean: Redis, registry: dict[str, Any], cache: ModelCache
 ) -> None:
-    queue = make_queue(clean, registry)
-    job_id = enqueue(queue, {"model": "tiny-gpt2", "inputs": ["Hello"], "generated_texts": ["Bye"]})
+    store = make_store(clean, registry)
+    job_id = enqueue(store, {"model": "tiny-gpt2", "inputs": ["Hello"], "generated_texts": ["Bye"]})
     run_burst(clean, cache)
     job = Job.fetch(job_id, connection=clean, serializer=SERIALIZER)
     assert job.get_status() == "failed"
@@ -120,8 +121,8 @@ def test_unexpected_error_is_an_internal_problem(
     clean: Redis, registry: dict[str, Any], cache: ModelCache
 ) -> None:
     # A request the API would never store: the worker's own validation raises, which is not a SeqattrError.
-    queue = make_queue(clean, registry)
-    job_id = enqueue(queue, {"model": "tiny-gpt2", "inputs": []})
+    store = make_store(clean, registry)
+    job_id = enqueue(store, {"model": "tiny-gpt2", "inputs": []})
     run_burst(clean, cache)
     job = Job.fetch(job_id, connection=clean, serializer=SERIALIZER)
     assert job.get_status() == "failed"
@@ -131,7 +132,7 @@ def test_unexpected_error_is_an_internal_problem(
 
 
 def test_timeout_is_a_job_timeout_problem(clean: Redis, registry: dict[str, Any], cache: ModelCache) -> None:
-    queue = make_queue(clean, registry, timeout_s=1)
+    store = make_store(clean, registry, timeout_s=1)
     slow = {
         "model": "tiny-gpt2",
         "method": "integrated_gradients",
@@ -139,7 +140,7 @@ def test_timeout_is_a_job_timeout_problem(clean: Redis, registry: dict[str, Any]
         "inputs": ["The quick brown fox jumps over the lazy dog."] * 32,
         "generation_args": {"max_new_tokens": 5},
     }
-    job_id = enqueue(queue, slow)
+    job_id = enqueue(store, slow)
     start = time.monotonic()
     run_burst(clean, cache)
     assert time.monotonic() - start < 30
@@ -149,8 +150,8 @@ def test_timeout_is_a_job_timeout_problem(clean: Redis, registry: dict[str, Any]
 
 
 def test_canceled_before_start_never_runs(clean: Redis, registry: dict[str, Any], cache: ModelCache) -> None:
-    queue = make_queue(clean, registry)
-    job_id = enqueue(queue, {"model": "tiny-gpt2", "inputs": ["Hello"]})
+    store = make_store(clean, registry)
+    job_id = enqueue(store, {"model": "tiny-gpt2", "inputs": ["Hello"]})
     clean.set(cancel_key(job_id), b"1")  # as if the worker had dequeued it just before DELETE
     run_burst(clean, cache)
     job = Job.fetch(job_id, connection=clean, serializer=SERIALIZER)
@@ -165,9 +166,7 @@ def test_heartbeat_ttl_is_short() -> None:
 
 
 def test_progress_reporter_throttles_and_sees_cancellation(clean: Redis) -> None:
-    job = Job.create(
-        "workers.jobs.run_attribution_job", connection=clean, serializer=SERIALIZER, id=uuid.uuid4().hex
-    )
+    job = Job.create(ATTRIBUTION_JOB_FUNCTION, connection=clean, serializer=SERIALIZER, id=uuid.uuid4().hex)
     job.save()
 
     def stored() -> dict[str, int]:

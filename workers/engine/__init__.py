@@ -1,5 +1,2 @@
-"""The attribution engine (torch, transformers, captum): `run_attribution` is its one entry point."""
-
-from workers.engine.run import run_attribution
-
-__all__ = ["run_attribution"]
+"""The attribution engine (torch, transformers, captum): `workers.engine.run.run_attribution` is its entry
+point. Its modules import `workers.types` and each other, never the job function, the worker or RQ."""

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from workers.methods.base import RawScores
+from schemas.aggregators import Aggregator
+from workers.types import RawScores
 
 Reducer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -21,27 +22,30 @@ def _absmax(scores: torch.Tensor) -> torch.Tensor:
     return scores.gather(-1, index).squeeze(-1)
 
 
-REDUCERS: dict[str, Reducer] = {
-    "vnorm": lambda s: torch.linalg.vector_norm(s, ord=2, dim=-1),
-    "sum": lambda s: s.sum(dim=-1),
-    "mean": lambda s: s.mean(dim=-1),
-    "absmax": _absmax,
+REDUCERS: dict[Aggregator, Reducer] = {
+    Aggregator.VNORM: lambda s: torch.linalg.vector_norm(s, ord=2, dim=-1),
+    Aggregator.SUM: lambda s: s.sum(dim=-1),
+    Aggregator.MEAN: lambda s: s.mean(dim=-1),
+    Aggregator.ABSMAX: _absmax,
 }
-"""Reductions over the last dimension, by the ids accepted in `aggregation.aggregators`."""
+"""Reductions over the last dimension, by aggregator (`schemas.aggregators`); a test checks all are here."""
 
 
 def normalize_columns(scores: RawScores) -> RawScores:
     """Scale each step's column to L1 norm 1 over source and target together, ignoring NaN."""
-    parts = [t for t in (scores.source, scores.target) if t is not None]
-    total = sum(torch.nan_to_num(t).abs().sum(dim=0, keepdim=True) for t in parts)
-    total = total.clamp_min(1e-12)  # an all-zero column stays zero instead of becoming NaN
+    sums = [
+        torch.nan_to_num(t).abs().sum(dim=0, keepdim=True)
+        for t in (scores.source, scores.target)
+        if t is not None
+    ]
+    total = torch.stack(sums).sum(dim=0).clamp_min(1e-12)  # an all-zero column stays zero, not NaN
     return RawScores(
         source=None if scores.source is None else scores.source / total,
         target=None if scores.target is None else scores.target / total,
     )
 
 
-def aggregate(scores: RawScores, reducers: list[str], normalize: bool) -> RawScores:
+def aggregate(scores: RawScores, reducers: list[Aggregator], normalize: bool) -> RawScores:
     """Apply each reducer to the trailing dimension in turn, normalizing after each one if asked."""
     for name in reducers:
         reduce = REDUCERS[name]

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
 from workers.engine.model_io import SequenceIO
-from workers.engine.step_functions import StepFunction
+from workers.types import StepFunction, StepFunctionArgs
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +35,33 @@ gets slower per row (measured on CPU with integrated gradients: 5 steps x 50 cop
 class _HeadInput:
     """The LM head's input as seen by the graph (`graph`) and as a detached leaf (`leaf`)."""
 
-    graph: torch.Tensor | None = None
-    leaf: torch.Tensor | None = None
+    _graph: torch.Tensor | None = None
+    _leaf: torch.Tensor | None = None
+
+    def capture(self, graph: torch.Tensor) -> torch.Tensor:
+        self._graph, self._leaf = graph, graph.detach().requires_grad_(True)
+        return self._leaf
+
+    @property
+    def graph(self) -> torch.Tensor:
+        if self._graph is None:
+            raise RuntimeError("the model's forward did not call its LM head")
+        return self._graph
+
+    @property
+    def leaf(self) -> torch.Tensor:
+        if self._leaf is None:
+            raise RuntimeError("the model's forward did not call its LM head")
+        return self._leaf
 
 
 @contextmanager
-def detached_head_input(model: torch.nn.Module) -> Iterator[_HeadInput]:
+def detached_head_input(model: PreTrainedModel) -> Iterator[_HeadInput]:
     """Route the LM head through a detached leaf for the duration of the block (hook always removed)."""
     holder = _HeadInput()
 
     def pre_hook(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        holder.graph = args[0]
-        holder.leaf = args[0].detach().requires_grad_(True)
-        return (holder.leaf, *args[1:])
+        return (holder.capture(args[0]), *args[1:])
 
     handle = model.get_output_embeddings().register_forward_pre_hook(pre_hook)
     try:
@@ -54,12 +70,21 @@ def detached_head_input(model: torch.nn.Module) -> Iterator[_HeadInput]:
         handle.remove()
 
 
+def _config_int(config: Any, *names: str, default: int) -> int:
+    """The first of `names` the model config sets (configs name the same size differently)."""
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return default
+
+
 def rows_per_backward(io: SequenceIO, batch: int) -> int:
     """How many steps fit one batched backward, from a rough per-row activation-gradient estimate."""
     config = io.model.config.get_text_config(decoder=True)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", 512)
-    inner = getattr(config, "intermediate_size", None) or getattr(config, "d_ff", None) or 4 * hidden
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", 8)
+    hidden = _config_int(config, "hidden_size", "d_model", default=512)
+    inner = _config_int(config, "intermediate_size", "d_ff", default=4 * hidden)
+    heads = _config_int(config, "num_attention_heads", "num_heads", default=8)
     length = io.target_ids.shape[1] + (io.source_ids.shape[1] if io.is_encoder_decoder else 0)
     per_row = 4 * batch * length * (8 * hidden + 4 * inner + 4 * heads * length)
     return max(1, min(GRAD_ROW_BUDGET_BYTES // per_row, MAX_BATCHED_SEQUENCES // batch))
@@ -115,7 +140,7 @@ def step_gradients(
         io: the sequence and model.
         embeds: inputs `[batch, length, hidden]`; those with `requires_grad` get gradients.
         positions: attributed target positions.
-        attributed_fn: differentiable step function of (logits, targets).
+        attributed_fn: differentiable step function.
         weights: `[batch]` weights summed over the batch (integrated-gradients quadrature); default ones.
 
     Returns:
@@ -125,7 +150,7 @@ def step_gradients(
     with torch.enable_grad(), detached_head_input(io.model) as head:
         out = io.forward(embeds, positions)
         targets = io.step_targets(positions)
-        scores = attributed_fn(out.logits, targets)  # [batch, n]
+        scores = attributed_fn(StepFunctionArgs(out.logits, targets))  # [batch, n]
         batch = scores.shape[0]
         w = torch.ones(batch, device=scores.device) if weights is None else weights.to(scores.device)
         # Stage 1: d score_p / d head_input, for all steps at once (they touch disjoint rows).

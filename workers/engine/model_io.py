@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from workers.engine.sequences import EncodedSequence
-from workers.model_cache import LoadedModel
+from workers.types import LoadedModel
 
 
 @dataclass

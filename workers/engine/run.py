@@ -1,4 +1,8 @@
-"""The attribution job: request + loaded model → the Result dict of API.md."""
+"""The engine's entry point: request + loaded model → `schemas.results.AttributionResult`.
+
+The result is built as the typed dicts of `schemas/results.py` (mypy checks every key against them) and
+handed back as plain data, ready for orjson.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +13,31 @@ from typing import Any
 
 import torch
 
-import workers.methods  # noqa: F401 - registers the methods
+from schemas.aggregators import Aggregator
 from schemas.attribution import AttributionRequest
+from schemas.results import AttributionResult, Cell, SequenceAttribution, Token
 from workers.engine.aggregation import aggregate
 from workers.engine.model_io import SequenceIO
 from workers.engine.sequences import EncodedSequence, encode_sequences
-from workers.engine.step_functions import STEP_FUNCTIONS
-from workers.methods.base import AttributionMethod, RawScores, build_method
-from workers.model_cache import LoadedModel
-
-ProgressFn = Callable[[int, int], None]
+from workers.engine.step_functions import STEP_FUNCTION_REGISTRY
+from workers.methods.base import AttributionMethod
+from workers.methods.registry import build_method
+from workers.types import LoadedModel, ProgressFn, RawScores, StepFunctionArgs
 
 
 def _versions() -> dict[str, str]:
     return {name: version(name) for name in ("seqattr", "torch", "transformers", "captum")}
 
 
-def _cells(t: torch.Tensor | None) -> list[Any] | None:
-    """Tensor → nested lists, NaN → None (JSON null); a granular cell that is all NaN becomes one null."""
-    if t is None:
-        return None
+def _matrix(t: torch.Tensor) -> list[list[Cell]]:
+    """A `[rows, columns(, unit...)]` score tensor as JSON-ready rows: NaN → None (JSON null), and a granular
+    cell that is all NaN becomes one null."""
     t = t.detach().cpu()
     if t.ndim > 2:
-        undefined = t.isnan().flatten(2).all(dim=-1)
-        rows = t.tolist()
+        undefined = t.isnan().flatten(2).all(dim=-1).tolist()
         return [
-            [None if undefined[i, j] else _nan_to_none(cell) for j, cell in enumerate(row)]
-            for i, row in enumerate(rows)
+            [None if undefined[i][j] else _nan_to_none(cell) for j, cell in enumerate(row)]
+            for i, row in enumerate(t.tolist())
         ]
     return _nan_to_none(t.tolist())
 
@@ -46,7 +48,7 @@ def _nan_to_none(value: Any) -> Any:
     return None if value != value else value
 
 
-def _reducers(method: AttributionMethod, request: AttributionRequest) -> list[str]:
+def _reducers(method: AttributionMethod, request: AttributionRequest) -> list[Aggregator]:
     if request.aggregation.granular:
         return []
     chosen = request.aggregation.aggregators
@@ -60,12 +62,11 @@ def _step_scores(io: SequenceIO, positions: list[int], names: list[str]) -> dict
     if not names:
         return {}
     with torch.inference_mode():
-        logits = io.forward(io.input_embeds(), positions).logits
-        targets = io.step_targets(positions)
-        return {name: _cells(STEP_FUNCTIONS[name](logits, targets)[0]) for name in names}
+        args = StepFunctionArgs(io.forward(io.input_embeds(), positions).logits, io.step_targets(positions))
+        return {name: _nan_to_none(STEP_FUNCTION_REGISTRY[name](args)[0].tolist()) for name in names}
 
 
-def _tokens(loaded: LoadedModel, ids: list[int]) -> list[dict[str, Any]]:
+def _tokens(loaded: LoadedModel, ids: list[int]) -> list[Token]:
     """Vocabulary tokens as the reference library shows them (`Ġto`), plus their decoded text (` to`)."""
     tok = loaded.tokenizer
     tokens = tok.convert_ids_to_tokens(ids)
@@ -81,10 +82,10 @@ def _attribute_sequence(
     method: AttributionMethod,
     request: AttributionRequest,
     advance: Callable[[int], None],
-) -> dict[str, Any]:
+) -> SequenceAttribution:
     io = SequenceIO(loaded, seq, include_eos_baseline=request.include_eos_baseline)
     positions = seq.positions
-    attributed_fn = STEP_FUNCTIONS[request.attributed_fn]
+    attributed_fn = STEP_FUNCTION_REGISTRY[request.attributed_fn]
     attribute_target = request.attribute_target and loaded.is_encoder_decoder
     reducers = _reducers(method, request)
     columns: list[RawScores] = []
@@ -100,17 +101,24 @@ def _attribute_sequence(
         "target": _tokens(loaded, seq.target_ids),
         "attr_pos_start": seq.attr_pos_start,
         "attr_pos_end": seq.attr_pos_end,
-        "source_attributions": _cells(torch.cat(source, dim=1)) if source else None,
-        "target_attributions": _cells(torch.cat(target, dim=1)) if target else None,
+        "source_attributions": _matrix(torch.cat(source, dim=1)) if source else None,
+        "target_attributions": _matrix(torch.cat(target, dim=1)) if target else None,
         "step_scores": _step_scores(io, positions, request.step_scores),
         "sequence_scores": {},
     }
 
 
 def run_attribution(
-    request: AttributionRequest, loaded: LoadedModel, on_progress: ProgressFn
-) -> dict[str, Any]:
-    """Run one attribution request; `on_progress(done, total)` counts attributed steps over all inputs."""
+    request: AttributionRequest, loaded: LoadedModel, on_progress: ProgressFn, result_id: str
+) -> AttributionResult:
+    """Run one attribution request.
+
+    Args:
+        request: the validated request.
+        loaded: its model.
+        on_progress: called with (done, total) attributed steps over all inputs.
+        result_id: the result's `id` (the job's).
+    """
     started = time.perf_counter()
     method = build_method(request.method, request.method_args)
     sequences = encode_sequences(loaded, request)
@@ -125,6 +133,7 @@ def run_attribution(
 
     results = [_attribute_sequence(loaded, seq, method, request, advance) for seq in sequences]
     return {
+        "id": result_id,
         "model": {
             "id": loaded.id,
             "architecture": loaded.architecture,

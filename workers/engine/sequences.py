@@ -14,7 +14,7 @@ import torch
 from schemas.attribution import AttributionRequest
 from schemas.defaults import MAX_SEQUENCE_TOKENS
 from schemas.errors import InvalidRequestError
-from workers.model_cache import LoadedModel
+from workers.types import LoadedModel
 
 
 @dataclass(frozen=True)

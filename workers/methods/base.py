@@ -1,33 +1,26 @@
-"""The method interface and the explicit registry the engine looks methods up in."""
+"""The method interface: what the engine calls for each chunk of attributed steps.
+
+A method's client-facing facts (family, description, baselines, parameters) live in its catalogue entry,
+`schemas.methods.METHOD_SPECS[method.id]`; the class holds only its behaviour.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from schemas.methods import METHOD_ARGS, MethodArgs
+from schemas.aggregators import Aggregator
+from schemas.methods import MethodArgs
 from workers.engine.model_io import SequenceIO
-from workers.engine.step_functions import StepFunction
-
-
-@dataclass
-class RawScores:
-    """Unreduced scores of a chunk of steps: `[length, n_steps, *unit_dims]`, NaN where undefined."""
-
-    source: torch.Tensor | None
-    target: torch.Tensor | None
+from workers.types import RawScores, StepFunction
 
 
 class AttributionMethod:
-    """One attribution method. Class-level facts describe it without loading a model."""
+    """One attribution method, built with its validated `method_args`."""
 
     id: ClassVar[str]
-    family: ClassVar[str]
-    uses_baselines: ClassVar[bool] = False
-    supports_target_attribution: ClassVar[bool] = True
-    default_reducers: ClassVar[tuple[str, ...]] = ("vnorm",)
+    default_reducers: ClassVar[tuple[Aggregator, ...]] = (Aggregator.VNORM,)
     """Reductions over the trailing unit dimensions, last one first (the reference library's defaults)."""
 
     def __init__(self, args: MethodArgs) -> None:
@@ -49,22 +42,3 @@ def mask_after_step(scores: torch.Tensor, positions: list[int]) -> torch.Tensor:
     cols = torch.tensor(positions, device=scores.device)[None, :]
     mask = rows >= cols
     return scores.masked_fill(mask.reshape(*mask.shape, *([1] * (scores.ndim - 2))), float("nan"))
-
-
-METHODS: dict[str, type[AttributionMethod]] = {}
-"""Implemented methods by id; must list the same ids as `schemas.methods.METHODS`."""
-
-
-def register_method(cls: type[AttributionMethod]) -> type[AttributionMethod]:
-    """Class decorator adding a method to the registry; refuses duplicates and ids the catalogue lacks."""
-    if cls.id in METHODS:
-        raise ValueError(f"method {cls.id!r} is already registered")
-    if cls.id not in METHOD_ARGS:
-        raise ValueError(f"method {cls.id!r} has no entry in schemas.methods")
-    METHODS[cls.id] = cls
-    return cls
-
-
-def build_method(method_id: str, args: dict[str, Any]) -> AttributionMethod:
-    cls = METHODS[method_id]
-    return cls(METHOD_ARGS[method_id].model_validate(args))

@@ -12,8 +12,8 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from schemas.methods import IntegratedGradientsArgs, SaliencyArgs
 from workers.engine.gradients import plan_chunks, rows_per_backward, step_gradients
 from workers.engine.model_io import SequenceIO
-from workers.engine.step_functions import StepFunction
-from workers.methods.base import AttributionMethod, RawScores, mask_after_step, register_method
+from workers.methods.base import AttributionMethod, mask_after_step
+from workers.types import RawScores, StepFunction
 
 
 def _wanted(io: SequenceIO, attribute_target: bool) -> tuple[bool, ...]:
@@ -45,8 +45,6 @@ def _to_scores(io: SequenceIO, per_input: list[torch.Tensor | None], positions: 
 
 
 class _PlainGradient(AttributionMethod):
-    family = "gradient"
-
     def plan(self, io: SequenceIO, positions: list[int]) -> list[list[int]]:
         return plan_chunks(positions, rows_per_backward(io, batch=1))
 
@@ -66,7 +64,6 @@ class _PlainGradient(AttributionMethod):
         return _to_scores(io, combined, positions)
 
 
-@register_method
 class Saliency(_PlainGradient):
     """Gradients of the output with respect to the inputs (Simonyan et al., 2013)."""
 
@@ -77,7 +74,6 @@ class Saliency(_PlainGradient):
         return grad.abs() if self.args.abs else grad
 
 
-@register_method
 class InputXGradient(_PlainGradient):
     """Input embeddings times their gradient (Shrikumar et al., 2016)."""
 
@@ -87,7 +83,6 @@ class InputXGradient(_PlainGradient):
         return grad * embeds.detach()
 
 
-@register_method
 class IntegratedGradients(AttributionMethod):
     """Path integral of gradients from a baseline to the input (Sundararajan et al., 2017).
 
@@ -96,8 +91,6 @@ class IntegratedGradients(AttributionMethod):
     """
 
     id = "integrated_gradients"
-    family = "gradient"
-    uses_baselines = True
     args: IntegratedGradientsArgs
 
     def _copies_per_forward(self, io: SequenceIO) -> int:
@@ -130,7 +123,8 @@ class IntegratedGradients(AttributionMethod):
             for i, g in enumerate(grads):
                 if g is not None:
                     part = g.sum(dim=1)  # over the copies: the quadrature sum
-                    totals[i] = part if totals[i] is None else totals[i] + part
+                    total = totals[i]
+                    totals[i] = part if total is None else total + part
         combined: list[torch.Tensor | None] = []
         for total, x, b in zip(totals, inputs, baselines, strict=True):
             if total is not None and self.args.multiply_by_inputs:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from schemas.aggregators import Aggregator
 from workers.engine.model_io import SequenceIO
-from workers.engine.step_functions import StepFunction
-from workers.methods.base import AttributionMethod, RawScores, mask_after_step, register_method
+from workers.methods.base import AttributionMethod, mask_after_step
+from workers.types import RawScores, StepFunction
 
 
 def _rows(attentions: tuple[torch.Tensor, ...], rows: list[int]) -> torch.Tensor:
@@ -15,7 +16,6 @@ def _rows(attentions: tuple[torch.Tensor, ...], rows: list[int]) -> torch.Tensor
     return stacked[:, :, rows, :].permute(3, 2, 0, 1).float()
 
 
-@register_method
 class Attention(AttributionMethod):
     """Attention weights of the position that predicts each step (Bahdanau et al., 2015).
 
@@ -23,8 +23,7 @@ class Attention(AttributionMethod):
     """
 
     id = "attention"
-    family = "internals"
-    default_reducers = ("mean", "mean")  # heads, then layers
+    default_reducers = (Aggregator.MEAN, Aggregator.MEAN)  # heads, then layers
 
     def attribute(
         self,
@@ -41,5 +40,9 @@ class Attention(AttributionMethod):
         target = None
         if not io.is_encoder_decoder or attribute_target:
             target = mask_after_step(_rows(out.decoder_attentions, rows), positions)
-        source = _rows(out.cross_attentions, rows) if io.is_encoder_decoder else None
+        source = None
+        if io.is_encoder_decoder:
+            if out.cross_attentions is None:
+                raise RuntimeError(f"model {io.loaded.id!r} returned no cross-attention weights")
+            source = _rows(out.cross_attentions, rows)
         return RawScores(source=source, target=target)

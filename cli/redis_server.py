@@ -15,8 +15,8 @@ from types import TracebackType
 from redis import Redis
 from redis.exceptions import RedisError
 
-from service.defaults import REDIS_START_TIMEOUT_S
-from service.processes import port_in_use, spawn, stop
+from cli.processes import port_in_use, spawn, stop
+from schemas.defaults import REDIS_START_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 

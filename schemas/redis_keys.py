@@ -1,21 +1,39 @@
-"""The Redis key layout that the API and the workers share, next to RQ's own `rq:*` keys."""
+"""The Redis layout that the API and the workers share, next to RQ's own `rq:*` keys.
+
+The API enqueues jobs by the job function's dotted path and never imports the worker; both sides read
+and write these keys and queues with the same serializer.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
-from service.defaults import QUEUE_PREFIX
+from rq.serializers import JSONSerializer
 
 PREFIX = "seqattr:"
 """Prefix of every key Seqattr writes itself."""
 
+QUEUE_PREFIX = PREFIX + "model:"
+"""RQ queue name prefix; each model id has its own queue so a worker takes only the models it holds."""
+
 JOB_INDEX = PREFIX + "jobs"
 """Sorted set of job ids scored by creation time: `GET /v1/jobs` reads it newest first."""
+
+ATTRIBUTION_JOB_FUNCTION = "workers.job_function.run_attribution_job"
+"""Dotted path of the function a worker runs for an attribution job (a test checks it resolves)."""
+
+SERIALIZER = JSONSerializer
+"""Serializer of every job's arguments, meta and return value: JSON, never pickle."""
 
 
 def queue_name(model_id: str) -> str:
     """The RQ queue of one model."""
     return QUEUE_PREFIX + model_id
+
+
+def model_of_queue(name: str) -> str | None:
+    """The model id a queue name belongs to, or None for a queue that is not ours."""
+    return name.removeprefix(QUEUE_PREFIX) if name.startswith(QUEUE_PREFIX) else None
 
 
 def result_key(job_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Settings come from the environment, honour plain `REDIS_URL` / `PORT`, and fail fast and clearly."""
+"""Settings of every process (API, runner, worker) come from the environment, honour plain `REDIS_URL` /
+`PORT`, share what `schemas.settings.CommonSettings` defines, and fail fast and clearly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, get_settings
+from cli.settings import ServeSettings
+from schemas.settings import CommonSettings
+from service.settings import ApiSettings, get_settings
 from tests.service.stack import REPO, stack_env
 from workers.settings import WorkerSettings
 
@@ -27,20 +30,30 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_use_the_embedded_redis() -> None:
-    settings = Settings()
+@pytest.mark.parametrize("settings_class", [ApiSettings, ServeSettings, WorkerSettings])
+def test_defaults_use_the_embedded_redis(settings_class: type[CommonSettings]) -> None:
+    settings = settings_class()
     assert settings.embedded_redis
     assert settings.effective_redis_url == "redis://127.0.0.1:6380/0"
+    assert settings.model_cache_dir == Path("data") / "models"
+
+
+def test_runner_defaults() -> None:
+    settings = ServeSettings()
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
 
 
-def test_plain_redis_url_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("settings_class", [ApiSettings, ServeSettings, WorkerSettings])
+def test_plain_redis_url(monkeypatch: pytest.MonkeyPatch, settings_class: type[CommonSettings]) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
-    monkeypatch.setenv("PORT", "9001")
-    settings = Settings()
+    settings = settings_class()
     assert not settings.embedded_redis
     assert settings.effective_redis_url == "redis://cache:6379/2"
-    assert settings.port == 9001
+
+
+def test_plain_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9001")
+    assert ServeSettings().port == 9001
 
 
 def test_registry_files_are_split_and_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -48,25 +61,27 @@ def test_registry_files_are_split_and_checked(monkeypatch: pytest.MonkeyPatch, t
     first.write_text("")
     second.write_text("")
     monkeypatch.setenv("SEQATTR_MODELS", f"{first}:{second}")
-    assert Settings().models == [first, second]
+    assert ApiSettings().models == [first, second]
     monkeypatch.setenv("SEQATTR_MODELS", f"{first}:{tmp_path / 'missing.toml'}")
     with pytest.raises(ValidationError, match="missing.toml"):
-        Settings()
+        WorkerSettings()
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "message"),
+    ("settings_class", "name", "value", "message"),
     [
-        ("REDIS_URL", "http://localhost", "must start with"),
-        ("PORT", "70000", "less than or equal"),
-        ("SEQATTR_RESULT_TTL_S", "0", "greater than or equal"),
-        ("SEQATTR_WORKERS", "many", "valid integer"),
+        (ApiSettings, "REDIS_URL", "http://localhost", "must start with"),
+        (ServeSettings, "PORT", "70000", "less than or equal"),
+        (ApiSettings, "SEQATTR_RESULT_TTL_S", "0", "greater than or equal"),
+        (ServeSettings, "SEQATTR_WORKERS", "many", "valid integer"),
     ],
 )
-def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+def test_bad_values_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[CommonSettings], name: str, value: str, message: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=message):
-        Settings()
+        settings_class()
 
 
 def test_get_settings_is_built_once() -> None:

@@ -1,7 +1,9 @@
-"""The queue adapter: RQ queues (one per model), job records, results, the job index and tombstones.
+"""The job store: RQ queues (one per model), job records, results, the job index, tombstones, idempotency
+keys and worker registrations, in one Redis.
 
-Everything the API knows about Redis goes through `JobQueue`; it speaks in RQ jobs and raw bytes and
-leaves the API's view of a job to `service.jobs`. Jobs are serialized as JSON, never pickle.
+All of the API's Redis access goes through `JobStore`; it speaks in RQ jobs and raw bytes and leaves the
+API's view of a job to `service.job_operations`. Key names and the serializer come from the shared contract
+(`schemas.redis_keys`), which the workers use too.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis import Redis
@@ -17,15 +19,21 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
-from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 from rq.worker_registration import get_keys as worker_keys
 
-from service.defaults import JOB_FUNCTION, QUEUE_PREFIX, TOMBSTONE_TTL_S
-from service.keys import JOB_INDEX, cancel_key, idempotency_key, queue_name, result_key, tombstone_key
-
-SERIALIZER = JSONSerializer
-"""Serializer of every job's arguments, meta and return value."""
+from schemas.defaults import TOMBSTONE_TTL_S
+from schemas.redis_keys import (
+    ATTRIBUTION_JOB_FUNCTION,
+    JOB_INDEX,
+    SERIALIZER,
+    cancel_key,
+    idempotency_key,
+    model_of_queue,
+    queue_name,
+    result_key,
+    tombstone_key,
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,8 @@ class IndexEntry:
     score: float
 
 
-class JobQueue:
-    """Enqueues, reads, cancels and deletes jobs in one Redis.
+class JobStore:
+    """Enqueues, reads, cancels and deletes jobs in one Redis, and reports on its workers.
 
     Args:
         connection: a redis-py client with `decode_responses=False` (RQ needs bytes).
@@ -58,20 +66,32 @@ class JobQueue:
     """
 
     def __init__(self, connection: Redis, model_ids: Iterable[str], retention: Retention) -> None:
-        self.connection = connection
+        self._redis = connection
         self.retention = retention
-        self.queues = {
+        self._queues = {
             model_id: Queue(queue_name(model_id), connection=connection, serializer=SERIALIZER)
             for model_id in model_ids
         }
 
+    @property
+    def model_ids(self) -> list[str]:
+        """The models whose queues this store knows."""
+        return list(self._queues)
+
+    def ping(self) -> None:
+        """Raise a redis error when Redis does not answer."""
+        self._redis.ping()
+
+    def close(self) -> None:
+        self._redis.close()
+
     def enqueue(self, job_id: str, model_id: str, kind: str, request: dict[str, Any]) -> Job:
         """Put a job on its model's queue and record it in the index, atomically."""
-        queue = self.queues[model_id]
+        queue = self._queues[model_id]
         now = time.time()
-        with self.connection.pipeline() as pipe:
+        with self._redis.pipeline() as pipe:
             job = queue.enqueue_call(
-                JOB_FUNCTION,
+                ATTRIBUTION_JOB_FUNCTION,
                 kwargs={"request": request},
                 job_id=job_id,
                 timeout=self.retention.job_timeout_s,
@@ -91,28 +111,28 @@ class JobQueue:
     def fetch(self, job_id: str) -> Job | None:
         """The RQ job, or None when it does not exist (never did, expired or deleted)."""
         try:
-            return Job.fetch(job_id, connection=self.connection, serializer=SERIALIZER)
+            return Job.fetch(job_id, connection=self._redis, serializer=SERIALIZER)
         except NoSuchJobError:
             return None
 
     def fetch_many(self, job_ids: list[str]) -> list[Job | None]:
-        return Job.fetch_many(job_ids, connection=self.connection, serializer=SERIALIZER)
+        return Job.fetch_many(job_ids, connection=self._redis, serializer=SERIALIZER)
 
     def has_tombstone(self, job_id: str) -> bool:
-        return bool(self.connection.exists(tombstone_key(job_id)))
+        return bool(self._redis.exists(tombstone_key(job_id)))
 
     def cancel_requested(self, job_ids: list[str]) -> list[bool]:
         """For each job id, whether a stop was requested while it ran."""
-        with self.connection.pipeline() as pipe:
+        with self._redis.pipeline() as pipe:
             for job_id in job_ids:
                 pipe.exists(cancel_key(job_id))
             return [bool(n) for n in pipe.execute()]
 
     def position(self, job: Job) -> int | None:
-        queue = self.queues.get(job.origin.removeprefix(QUEUE_PREFIX))
+        queue = self._queues.get(model_of_queue(job.origin) or "")
         return queue.get_job_position(job.id) if queue is not None else None
 
-    def reap_abandoned(self, queue_name: str) -> None:
+    def reap_abandoned(self, origin: str) -> None:
         """Let RQ move a queue's abandoned jobs (their worker stopped heartbeating) to failed.
 
         A worker refreshes its running job's entry in the started registry; once the entry's expiry
@@ -120,13 +140,13 @@ class JobQueue:
         cleanup periodically too; running it when a started job is read reports a dead worker's job
         as soon as its heartbeat has lapsed.
         """
-        StartedJobRegistry(queue_name, connection=self.connection, serializer=SERIALIZER).cleanup()
+        StartedJobRegistry(origin, connection=self._redis, serializer=SERIALIZER).cleanup()
 
     def cancel(self, job: Job) -> None:
         """Stop a queued job at once; a running one stops at its next progress step."""
         # The flag is set in both cases: a worker may dequeue the job between our read and the cancel.
         ttl = self.retention.job_timeout_s + self.retention.result_ttl_s
-        self.connection.set(cancel_key(job.id), b"1", ex=ttl)
+        self._redis.set(cancel_key(job.id), b"1", ex=ttl)
         if job.get_status(refresh=True) == "started":
             return
         try:
@@ -135,7 +155,7 @@ class JobQueue:
             return  # canceled already
         # RQ records no end time for a canceled job, and would keep it until its queued TTL: record when
         # it ended and keep it as long as a finished one.
-        with self.connection.pipeline() as pipe:
+        with self._redis.pipeline() as pipe:
             pipe.hset(job.key, "ended_at", utcformat(now()))
             pipe.expire(job.key, self.retention.result_ttl_s)
             pipe.execute()
@@ -143,21 +163,25 @@ class JobQueue:
     def delete(self, job: Job) -> None:
         """Remove a job's record, result, index entry and tombstone: its id becomes unknown."""
         job.delete()
-        self.connection.delete(result_key(job.id), cancel_key(job.id), tombstone_key(job.id))
-        self.connection.zrem(JOB_INDEX, job.id)
+        self._redis.delete(result_key(job.id), cancel_key(job.id), tombstone_key(job.id))
+        self._redis.zrem(JOB_INDEX, job.id)
 
     def result_bytes(self, job_id: str) -> bytes | None:
-        return self.connection.get(result_key(job_id))
+        return cast("bytes | None", self._redis.get(result_key(job_id)))
 
     def index_page(self, after: IndexEntry | None, count: int) -> list[IndexEntry]:
         """Up to `count` index entries, newest first, strictly after `after` in that order."""
+        rows: list[tuple[bytes, float]]
         if after is None:
-            rows = self.connection.zrevrange(JOB_INDEX, 0, count - 1, withscores=True)
+            rows = cast(Any, self._redis.zrevrange(JOB_INDEX, 0, count - 1, withscores=True))
         else:
             # Entries tied on the cursor's score sort by id (descending); skip those not after it.
-            ties = self.connection.zcount(JOB_INDEX, after.score, after.score)
-            rows = self.connection.zrevrangebyscore(
-                JOB_INDEX, after.score, "-inf", start=0, num=count + ties, withscores=True
+            ties = self._redis.zcount(JOB_INDEX, after.score, after.score)
+            rows = cast(
+                Any,
+                self._redis.zrevrangebyscore(
+                    JOB_INDEX, after.score, "-inf", start=0, num=count + ties, withscores=True
+                ),
             )
             rows = [
                 (member, score)
@@ -169,27 +193,32 @@ class JobQueue:
     def forget(self, job_ids: list[str]) -> None:
         """Drop index entries whose job records are gone."""
         if job_ids:
-            self.connection.zrem(JOB_INDEX, *job_ids)
+            self._redis.zrem(JOB_INDEX, *job_ids)
 
     def claim_idempotency_key(self, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
         """Bind `key` to a new job, or return the (job id, body hash) it is already bound to."""
         redis_key = idempotency_key(key)
         value = orjson.dumps({"job_id": job_id, "body_hash": body_hash})
-        if self.connection.set(redis_key, value, nx=True, ex=self.retention.result_ttl_s):
+        if self._redis.set(redis_key, value, nx=True, ex=self.retention.result_ttl_s):
             return None
-        existing = self.connection.get(redis_key)
+        existing = self._redis.get(redis_key)
         if existing is None:  # expired between the two calls: try once more
             return self.claim_idempotency_key(key, body_hash, job_id)
         data = orjson.loads(existing)
         return data["job_id"], data["body_hash"]
 
     def release_idempotency_key(self, key: str) -> None:
-        self.connection.delete(idempotency_key(key))
+        self._redis.delete(idempotency_key(key))
+
+    def models_without_workers(self, workers: dict[str, list[str]]) -> list[str]:
+        """The models no live worker listens for (`workers` as from `live_workers`): their jobs wait."""
+        listened = {name for queues in workers.values() for name in queues}
+        return sorted(model_id for model_id in self._queues if queue_name(model_id) not in listened)
 
     def live_workers(self) -> dict[str, list[str]]:
         """Worker name -> queue names, for workers whose registration has not expired."""
-        keys = sorted(worker_keys(connection=self.connection))
-        with self.connection.pipeline() as pipe:
+        keys = sorted(worker_keys(connection=self._redis))
+        with self._redis.pipeline() as pipe:
             for key in keys:
                 pipe.hget(key, "queues")
             queues = pipe.execute()

@@ -1,14 +1,19 @@
-"""The job function RQ runs in a worker: `run_attribution_job(request)`.
+"""The job function RQ runs in a worker: `run_attribution_job(request)` (named in the shared contract as
+`schemas.redis_keys.ATTRIBUTION_JOB_FUNCTION`).
 
 It validates the stored request again, takes the model from the worker's cache, runs the engine with a
-progress callback, and stores the result as orjson bytes under its own key; RQ's own return value stays
-tiny. Any failure ends the job `failed` with a problem body in `job.meta['error']`.
+progress callback while the worker heartbeats, and stores the result as orjson bytes under its own key;
+RQ's own return value stays tiny. Any failure ends the job `failed` with a problem body in
+`job.meta['error']`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,35 +22,49 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from schemas.attribution import AttributionRequest
+from schemas.defaults import PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
 from schemas.errors import JobTimeoutError, SeqattrError
-from service.defaults import PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
-from service.keys import cancel_key, result_key
-from workers.engine import run_attribution
+from schemas.models import load_registry
+from schemas.redis_keys import cancel_key, result_key
+from workers.engine.run import run_attribution
 from workers.model_cache import ModelCache
+from workers.settings import get_worker_settings
 
 logger = logging.getLogger(__name__)
 
-_model_cache: ModelCache | None = None
-_progress_interval_s = PROGRESS_MIN_INTERVAL_S
+
+def _no_heartbeats(job: Job) -> AbstractContextManager[None]:  # noqa: ARG001 (same shape as the worker's)
+    return nullcontext()
 
 
-def configure(cache: ModelCache, progress_interval_s: float = PROGRESS_MIN_INTERVAL_S) -> None:
-    """Give the job function the worker's model cache and progress throttle (called once by the worker)."""
-    global _model_cache, _progress_interval_s
-    _model_cache = cache
-    _progress_interval_s = progress_interval_s
+@dataclass(frozen=True)
+class JobRuntime:
+    """What the worker gives the job function: its models, the progress throttle, and the heartbeats that
+    run while a job does (they stop when the job function returns, before RQ records the outcome)."""
+
+    model_cache: ModelCache
+    progress_interval_s: float = PROGRESS_MIN_INTERVAL_S
+    heartbeats: Callable[[Job], AbstractContextManager[None]] = _no_heartbeats
 
 
-def _cache() -> ModelCache:
-    global _model_cache
-    # A plain `rq worker` never calls configure(): build a cache from the environment on first use.
-    if _model_cache is None:
-        from schemas.models import load_registry
-        from workers.settings import get_worker_settings, model_cache_dir
+_runtime: JobRuntime | None = None
 
+
+def configure(runtime: JobRuntime) -> None:
+    """Set the job function's runtime (called once by the worker)."""
+    global _runtime
+    _runtime = runtime
+
+
+def _current_runtime() -> JobRuntime:
+    global _runtime
+    # A plain `rq worker` never calls configure(): build a model cache from the environment on first use.
+    if _runtime is None:
         settings = get_worker_settings()
-        _model_cache = ModelCache(load_registry(settings.models), model_cache_dir(settings), settings.device)
-    return _model_cache
+        _runtime = JobRuntime(
+            ModelCache(load_registry(settings.models), settings.model_cache_dir, settings.device)
+        )
+    return _runtime
 
 
 class JobCanceled(Exception):
@@ -104,13 +123,24 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_attribution_job must run inside an RQ worker")
-    progress = ProgressReporter(job, _progress_interval_s)
+    runtime = _current_runtime()
+    # The queued-TTL still stands on the job key; a job that starts late must not expire while it runs.
+    # RQ sets the retention TTL when the job ends.
+    job.connection.persist(job.key)
+    with runtime.heartbeats(job):
+        payload = _run(job, request, runtime)
+    return {"result_key": result_key(job.id), "bytes": len(payload)}
+
+
+def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> bytes:
+    """Run the request and store its result; on failure record the problem in the job's meta and re-raise."""
+    progress = ProgressReporter(job, runtime.progress_interval_s)
     try:
         progress.check_canceled()
         parsed = AttributionRequest.model_validate(request)
-        loaded = _cache().get(parsed.model)
-        result = run_attribution(parsed, loaded, progress)
-        payload = orjson.dumps({"id": job.id, **result})
+        loaded = runtime.model_cache.get(parsed.model)
+        result = run_attribution(parsed, loaded, progress, result_id=job.id)
+        payload = orjson.dumps(result)
         ttl = job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL_S
         job.connection.set(result_key(job.id), payload, ex=ttl)
         progress.finish()
@@ -128,4 +158,4 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
             job, SeqattrError(f"the worker failed while running the job ({type(exc).__name__})").to_problem()
         )
         raise
-    return {"result_key": result_key(job.id), "bytes": len(payload)}
+    return payload

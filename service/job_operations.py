@@ -21,6 +21,7 @@ from rq.job import JobStatus as RQJobStatus
 from starlette.concurrency import run_in_threadpool
 
 from schemas.attribution import AttributionRequest
+from schemas.defaults import LIST_MAX_SCAN, LONG_POLL_INTERVAL_S
 from schemas.errors import (
     IdempotencyKeyReusedError,
     JobExpiredError,
@@ -33,8 +34,7 @@ from schemas.errors import (
 )
 from schemas.jobs import TERMINAL_STATUSES, Job, JobLinks, JobPage, JobStatus, Progress
 from schemas.models import ModelEntry
-from service.defaults import LIST_MAX_SCAN, LONG_POLL_INTERVAL_S
-from service.queue import IndexEntry, JobQueue
+from service.job_store import IndexEntry, JobStore
 
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 """Job ids are uuid4 hex; anything else cannot be a job of ours."""
@@ -75,8 +75,8 @@ def _status(job: RQJob, cancel_requested: bool) -> JobStatus:
     return status  # type: ignore[return-value]
 
 
-def to_view(job: RQJob, cancel_requested: bool, position: int | None = None) -> Job:
-    """The API's view of an RQ job and its meta."""
+def job_record(job: RQJob, cancel_requested: bool, position: int | None = None) -> Job:
+    """The API's job record (`schemas.jobs.Job`) of an RQ job and its meta."""
     status = _status(job, cancel_requested)
     meta = job.meta or {}
     error = meta.get("error")
@@ -101,36 +101,36 @@ def to_view(job: RQJob, cancel_requested: bool, position: int | None = None) -> 
     )
 
 
-def _fetch(queue: JobQueue, job_id: str) -> RQJob:
-    job = queue.fetch(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+def _fetch(store: JobStore, job_id: str) -> RQJob:
+    job = store.fetch(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
     if job is None:
-        if JOB_ID_PATTERN.fullmatch(job_id) and queue.has_tombstone(job_id):
+        if JOB_ID_PATTERN.fullmatch(job_id) and store.has_tombstone(job_id):
             raise JobExpiredError(job_id)
         raise UnknownJobError(job_id)
     if job.get_status(refresh=False) == "started":
-        queue.reap_abandoned(job.origin)
-        job = queue.fetch(job_id)
+        store.reap_abandoned(job.origin)
+        job = store.fetch(job_id)
         if job is None:
             raise JobExpiredError(job_id)
     return job
 
 
-def _view(queue: JobQueue, job: RQJob) -> Job:
-    [cancel_requested] = queue.cancel_requested([job.id])
-    position = queue.position(job) if job.get_status(refresh=False) == "queued" else None
-    return to_view(job, cancel_requested, position)
+def _record(store: JobStore, job: RQJob) -> Job:
+    [cancel_requested] = store.cancel_requested([job.id])
+    position = store.position(job) if job.get_status(refresh=False) == "queued" else None
+    return job_record(job, cancel_requested, position)
 
 
-def get_job(queue: JobQueue, job_id: str) -> Job:
+def get_job(store: JobStore, job_id: str) -> Job:
     """The job, or UnknownJobError (404) / JobExpiredError (410)."""
-    return _view(queue, _fetch(queue, job_id))
+    return _record(store, _fetch(store, job_id))
 
 
-async def wait_for_job(queue: JobQueue, job_id: str, wait_s: float) -> Job:
+async def wait_for_job(store: JobStore, job_id: str, wait_s: float) -> Job:
     """The job once it reaches a terminal status, or as it is after `wait_s` seconds."""
     deadline = time.monotonic() + wait_s
     while True:
-        job = await run_in_threadpool(get_job, queue, job_id)
+        job = await run_in_threadpool(get_job, store, job_id)
         remaining = deadline - time.monotonic()
         if job.status in TERMINAL_STATUSES or remaining <= 0:
             return job
@@ -143,7 +143,7 @@ def request_hash(payload: dict[str, Any]) -> str:
 
 
 def submit_attribution(
-    queue: JobQueue,
+    store: JobStore,
     registry: dict[str, ModelEntry],
     request: AttributionRequest,
     idempotency_key: str | None = None,
@@ -154,45 +154,45 @@ def submit_attribution(
         The new job (or the one an earlier request with the same Idempotency-Key created) and whether
         it is such an earlier job.
     """
-    if request.model not in registry or request.model not in queue.queues:
+    if request.model not in registry or request.model not in store.model_ids:
         raise UnknownModelError(request.model, list(registry))
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
     if idempotency_key is not None:
-        earlier = _claim(queue, idempotency_key, request_hash(payload), job_id)
+        earlier = _claim(store, idempotency_key, request_hash(payload), job_id)
         if earlier is not None:
             return earlier, True
     try:
-        job = queue.enqueue(job_id, request.model, "attribution", payload)
+        job = store.enqueue(job_id, request.model, "attribution", payload)
     except Exception:
         if idempotency_key is not None:
-            queue.release_idempotency_key(idempotency_key)
+            store.release_idempotency_key(idempotency_key)
         raise
-    return _view(queue, job), False
+    return _record(store, job), False
 
 
-def _claim(queue: JobQueue, key: str, body_hash: str, job_id: str) -> Job | None:
+def _claim(store: JobStore, key: str, body_hash: str, job_id: str) -> Job | None:
     """Bind an Idempotency-Key to `job_id`; returns the earlier job if the key already names a live one."""
     for _ in range(2):
-        existing = queue.claim_idempotency_key(key, body_hash, job_id)
+        existing = store.claim_idempotency_key(key, body_hash, job_id)
         if existing is None:
             return None
         existing_id, existing_hash = existing
         if existing_hash != body_hash:
             raise IdempotencyKeyReusedError(key, existing_id)
         try:
-            return get_job(queue, existing_id)
+            return get_job(store, existing_id)
         except (UnknownJobError, JobExpiredError):
             # The earlier job was deleted or has expired: the key is free for a new one.
-            queue.release_idempotency_key(key)
+            store.release_idempotency_key(key)
     return None
 
 
-def get_result(queue: JobQueue, job_id: str) -> bytes:
+def get_result(store: JobStore, job_id: str) -> bytes:
     """The stored result bytes of a finished job; 409 while it runs or when it failed."""
-    job = get_job(queue, job_id)
+    job = get_job(store, job_id)
     if job.status == "finished":
-        data = queue.result_bytes(job_id)
+        data = store.result_bytes(job_id)
         if data is None:
             raise JobExpiredError(job_id)
         return data
@@ -201,15 +201,15 @@ def get_result(queue: JobQueue, job_id: str) -> bytes:
     raise JobNotReadyError(job_id, job.status)
 
 
-def delete_job(queue: JobQueue, job_id: str) -> Job | None:
+def delete_job(store: JobStore, job_id: str) -> Job | None:
     """Cancel a queued or running job (returns it, now canceled) or delete an ended one (returns None)."""
-    job = _fetch(queue, job_id)
-    view = _view(queue, job)
-    if view.status in TERMINAL_STATUSES:
-        queue.delete(job)
+    job = _fetch(store, job_id)
+    record = _record(store, job)
+    if record.status in TERMINAL_STATUSES:
+        store.delete(job)
         return None
-    queue.cancel(job)
-    return get_job(queue, job_id)
+    store.cancel(job)
+    return get_job(store, job_id)
 
 
 def encode_cursor(entry: IndexEntry) -> str:
@@ -234,7 +234,7 @@ def decode_cursor(cursor: str) -> IndexEntry:
 
 
 def list_jobs(
-    queue: JobQueue, limit: int, cursor: str | None = None, status: JobStatus | None = None
+    store: JobStore, limit: int, cursor: str | None = None, status: JobStatus | None = None
 ) -> JobPage:
     """Jobs newest first; at most `LIST_MAX_SCAN` index entries are read per page when filtering."""
     after = decode_cursor(cursor) if cursor else None
@@ -243,9 +243,9 @@ def list_jobs(
     scanned = 0
     more = True
     while more and len(found) < limit and scanned < LIST_MAX_SCAN:
-        entries = queue.index_page(after, batch_size)
+        entries = store.index_page(after, batch_size)
         more = len(entries) == batch_size
-        jobs = _fetch_for_listing(queue, [e.job_id for e in entries])
+        jobs = _fetch_for_listing(store, [e.job_id for e in entries])
         for i, (entry, job) in enumerate(zip(entries, jobs, strict=True)):
             after, scanned = entry, scanned + 1
             if job is not None and (status is None or job.status == status):
@@ -257,20 +257,20 @@ def list_jobs(
     return JobPage(jobs=found, next_cursor=next_cursor)
 
 
-def _fetch_for_listing(queue: JobQueue, job_ids: list[str]) -> list[Job | None]:
-    jobs = queue.fetch_many(job_ids)
-    queue.forget([job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None])
+def _fetch_for_listing(store: JobStore, job_ids: list[str]) -> list[Job | None]:
+    jobs = store.fetch_many(job_ids)
+    store.forget([job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None])
     started = [
         i for i, job in enumerate(jobs) if job is not None and job.get_status(refresh=False) == "started"
     ]
     if started:
         for origin in {jobs[i].origin for i in started}:  # type: ignore[union-attr]
-            queue.reap_abandoned(origin)
-        for i, job in zip(started, queue.fetch_many([job_ids[i] for i in started]), strict=True):
+            store.reap_abandoned(origin)
+        for i, job in zip(started, store.fetch_many([job_ids[i] for i in started]), strict=True):
             jobs[i] = job
-    flags = queue.cancel_requested(job_ids)
+    flags = store.cancel_requested(job_ids)
     return [
-        to_view(job, flag, queue.position(job) if job.get_status(refresh=False) == "queued" else None)
+        job_record(job, flag, store.position(job) if job.get_status(refresh=False) == "queued" else None)
         if job is not None
         else None
         for job, flag in zip(jobs, flags, strict=True)

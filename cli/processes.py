@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 
-from service.defaults import SHUTDOWN_GRACE_S
+from schemas.defaults import SHUTDOWN_GRACE_S
 
 logger = logging.getLogger(__name__)
 

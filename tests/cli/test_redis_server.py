@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from service.processes import free_port
-from service.redis_server import EmbeddedRedis, RedisStartError
+from cli.processes import free_port
+from cli.redis_server import EmbeddedRedis, RedisStartError
 
 
 def test_data_survives_a_restart(tmp_path: Path) -> None:

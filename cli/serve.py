@@ -1,8 +1,8 @@
-"""`python -m service.serve`: the one-command runner behind `make serve`.
+"""`seqattr serve` (behind `make serve`): the one-command runner.
 
 Starts the embedded Redis (unless `REDIS_URL` is set), `SEQATTR_WORKERS` worker processes (restarted with
-backoff when one dies) and the API on 127.0.0.1:`PORT`; Ctrl-C or SIGTERM stops all of them, workers first
-and Redis last.
+backoff when one dies) and the API on `SEQATTR_HOST`:`PORT`; Ctrl-C or SIGTERM stops all of them, workers
+first and Redis last, one log line each, and the runner exits 0.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from pydantic import ValidationError
-
-from service.defaults import SUPERVISOR_BACKOFF_S, SUPERVISOR_STABLE_S
-from service.processes import child_env, port_in_use, spawn, stop
-from service.redis_server import EmbeddedRedis, RedisStartError
-from service.settings import Settings, get_settings
+from cli.processes import child_env, port_in_use, spawn, stop
+from cli.redis_server import EmbeddedRedis, RedisStartError
+from cli.settings import ServeSettings
+from schemas.defaults import SUPERVISOR_BACKOFF_S, SUPERVISOR_POLL_S, SUPERVISOR_STABLE_S
 
 logger = logging.getLogger("seqattr.serve")
 
@@ -59,25 +58,53 @@ class Child:
         self.restart_at = now + self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, SUPERVISOR_BACKOFF_S[1])
 
-
-class _Stop(Exception):
-    """Raised by the signal handler to leave the supervision loop."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 (signal handler signature)
-    raise _Stop(signal.Signals(signum).name)
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_part(self.process, self.name)
 
 
-def serve(settings: Settings) -> int:
-    """Run Redis, workers and the API until interrupted; returns the exit code."""
+class StopSignal:
+    """Records SIGINT/SIGTERM instead of raising, so a stop never interrupts a start half-way; the runner
+    checks it between steps and in its supervision loop."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.name = ""
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 (handler signature)
+        if not self.event.is_set():
+            self.name = signal.Signals(signum).name
+            self.event.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self.event.wait(timeout_s)
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+
+def _stop_part(process: subprocess.Popen[bytes], name: str) -> None:
+    code = stop(process, name)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down: that is a clean stop too.
+    how = f"on {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    logger.info("%s stopped (%s)", name, how)
+
+
+def serve(settings: ServeSettings, stop_signal: StopSignal | None = None) -> int:
+    """Run Redis, workers and the API until a stop signal; returns the exit code."""
     if port_in_use(settings.host, settings.port):
         logger.error("port %d is in use; set PORT to a free port", settings.port)
         return 1
-    signal.signal(signal.SIGINT, _raise_stop)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    stopping = stop_signal or StopSignal()
+    stopping.install()
     redis: EmbeddedRedis | None = None
     workers: list[Child] = []
     api: subprocess.Popen[bytes] | None = None
+    code = 0
     try:
         if settings.embedded_redis:
             redis = EmbeddedRedis(settings.data_dir / "redis", settings.redis_port)
@@ -89,53 +116,38 @@ def serve(settings: Settings) -> int:
             Child(f"worker-{i + 1}", [sys.executable, "-m", "workers"], env) for i in range(settings.workers)
         ]
         for worker in workers:
-            worker.start()
-        api = spawn(_api_args(settings), env)
-        logger.info("API on http://%s:%d (docs at /docs)", settings.host, settings.port)
-        while True:
-            time.sleep(0.5)
-            if api.poll() is not None:
+            if not stopping:
+                worker.start()
+        if not stopping:
+            api = spawn(_api_args(settings), env)
+            logger.info("API on http://%s:%d (docs at /docs)", settings.host, settings.port)
+        while not stopping.wait(SUPERVISOR_POLL_S):
+            if api is not None and api.poll() is not None:
                 logger.error("the API exited with code %s; stopping", api.returncode)
-                return api.returncode or 1
+                code = api.returncode or 1
+                break
             now = time.monotonic()
             for worker in workers:
                 worker.check(now)
-    except _Stop as stop_signal:
-        logger.info("%s received; stopping", stop_signal)
-        return 0
+        if stopping:
+            logger.info("%s received; stopping", stopping.name)
     except RedisStartError as exc:
         logger.error("%s", exc)
-        return 1
+        code = 1
     finally:
-        # Ignore further Ctrl-C while shutting down, so children are always stopped in order.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for worker in workers:
-            if worker.process is not None:
-                stop(worker.process, worker.name)
+            worker.stop()
         if api is not None:
-            stop(api, "API")
+            _stop_part(api, "API")
         if redis is not None:
             redis.stop()
+            logger.info("embedded Redis stopped")
         logger.info("stopped")
+    return code
 
 
-def _api_args(settings: Settings) -> list[str]:
+def _api_args(settings: ServeSettings) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
     ]  # fmt: skip
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        logger.error("invalid configuration: %s", exc)
-        return 2
-    return serve(settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""ASGI middleware that refuses request bodies above a size limit with a 413 problem."""
+"""ASGI middleware of the API: request bodies above a size limit get a 413 problem."""
 
 from __future__ import annotations
 

@@ -1,0 +1,42 @@
+"""The `seqattr` command: `seqattr serve` runs the whole service on this machine (what `make serve` does)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pydantic import ValidationError
+
+logger = logging.getLogger("seqattr")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqattr", description="Feature attribution for generation models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="run the embedded Redis, the workers and the API until Ctrl-C or SIGTERM",
+        description="Settings come from the environment (PORT, REDIS_URL, SEQATTR_*); see the README.",
+    )
+    return parser
+
+
+def _serve() -> int:
+    from cli.serve import serve
+    from cli.settings import get_serve_settings
+
+    try:
+        settings = get_serve_settings()
+    except ValidationError as exc:
+        logger.error("invalid configuration: %s", exc)
+        return 2
+    return serve(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "serve":
+        return _serve()
+    return 2  # unreachable: argparse refuses unknown commands

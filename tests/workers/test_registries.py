@@ -1,0 +1,50 @@
+"""The catalogue in `schemas/` and the worker's registries list the same ids: a method, step function or
+aggregator offered to clients always has an implementation, and nothing is implemented but not offered."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from schemas.aggregators import Aggregator
+from schemas.methods import METHOD_ARGS, METHOD_SPECS
+from schemas.redis_keys import ATTRIBUTION_JOB_FUNCTION
+from schemas.step_functions import STEP_FUNCTION_SPECS
+from workers.engine.aggregation import REDUCERS
+from workers.engine.step_functions import STEP_FUNCTION_REGISTRY, probability, register_step_function
+from workers.methods.registry import METHOD_REGISTRY, build_method
+
+
+def test_methods_match_the_catalogue() -> None:
+    assert set(METHOD_REGISTRY) == set(METHOD_SPECS) == set(METHOD_ARGS)
+    for method_id, cls in METHOD_REGISTRY.items():
+        assert cls.id == method_id
+        assert all(isinstance(reducer, Aggregator) for reducer in cls.default_reducers)
+
+
+@pytest.mark.parametrize("method_id", sorted(METHOD_SPECS))
+def test_every_method_builds_with_its_catalogue_defaults(method_id: str) -> None:
+    method = build_method(method_id, {})
+    assert method.args == METHOD_ARGS[method_id]()
+
+
+def test_step_functions_match_the_catalogue() -> None:
+    assert set(STEP_FUNCTION_REGISTRY) == set(STEP_FUNCTION_SPECS)
+
+
+def test_step_function_registration_refuses_silent_overwrites_and_unknown_ids() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_step_function("probability", probability)
+    with pytest.raises(ValueError, match="no entry in schemas.step_functions"):
+        register_step_function("not-in-the-catalogue", probability)
+    assert "not-in-the-catalogue" not in STEP_FUNCTION_REGISTRY
+
+
+def test_aggregators_match_the_catalogue() -> None:
+    assert set(REDUCERS) == set(Aggregator)
+
+
+def test_the_enqueued_job_function_exists() -> None:
+    module, _, name = ATTRIBUTION_JOB_FUNCTION.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
