@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from schemas.aggregators import Aggregator
 from schemas.defaults import (
@@ -20,11 +29,20 @@ from schemas.defaults import (
     MAX_NEW_TOKENS,
 )
 from schemas.methods import METHOD_ARGS
-from schemas.step_functions import STEP_FUNCTION_SPECS
+from schemas.step_functions import STEP_FUNCTION_PARAMS, STEP_FUNCTION_SPECS
 
 
 def _available(kind: str, value: str, allowed: Any) -> ValueError:
     return ValueError(f"unknown {kind} {value!r}; available: {', '.join(sorted(allowed))}")
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], *loc: str | int) -> dict[str, Any]:
+    """`data` validated by `model`, defaults filled; errors are located under `loc` inside the field."""
+    try:
+        return model.model_validate(data).model_dump()
+    except ValidationError as exc:
+        errors = [{**error, "loc": (*loc, *error["loc"])} for error in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
 
 
 class GenerationArgs(BaseModel):
@@ -40,6 +58,9 @@ class GenerationArgs(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0)
     no_repeat_ngram_size: int | None = Field(None, ge=1)
+    forced_bos_token_id: int | None = Field(
+        None, ge=0, description="First generated token (multilingual models: set from target_lang when null)."
+    )
 
 
 class AggregationOptions(BaseModel):
@@ -67,18 +88,66 @@ class AttributionRequest(BaseModel):
     method: str = DEFAULT_METHOD
     inputs: list[str] = Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST)
     generated_texts: list[str] | None = Field(None, description="Forced targets, one per input.")
+    generate_from_target_prefix: bool = Field(
+        False,
+        description="Treat generated_texts as target prefixes and continue generating from them "
+        "(decoder-only: the prompt and the prefix; encoder-decoder: the decoder's prefix).",
+    )
     generation_args: GenerationArgs = GenerationArgs()
     attributed_fn: str = DEFAULT_ATTRIBUTED_FN
-    attributed_fn_args: dict[str, Any] = Field(default_factory=dict)
+    attributed_fn_args: dict[str, Any] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Arguments of the attributed function (its `parameters` in GET /v1/step-functions).",
+    )
     step_scores: list[str] = Field(default_factory=list)
+    step_scores_args: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description='Arguments of each step score, by id (e.g. {"kl_divergence": {"top_k": 10}}); '
+        "every requested score is stored with its defaults filled in.",
+    )
     attr_pos_start: int | None = Field(None, ge=0)
     attr_pos_end: int | None = Field(None, ge=1)
     attribute_target: bool = False
     include_eos_baseline: bool = False
     method_args: dict[str, Any] = Field(default_factory=dict, validate_default=True)
-    contrast_sources: list[str] | None = None
-    contrast_targets: list[str] | None = None
-    contrast_targets_alignments: list[list[tuple[int, int]]] | None = None
+    contrast_sources: list[str] | None = Field(
+        None,
+        description="Encoder-decoder models: another source text per input, for contrastive step functions.",
+    )
+    contrast_targets: list[str] | None = Field(
+        None,
+        description="Another target text per input, for contrastive step functions; for decoder-only models "
+        "the full text, prompt included.",
+    )
+    contrast_targets_alignments: list[list[tuple[NonNegativeInt, NonNegativeInt]]] | None = Field(
+        None,
+        description="Per input, (target position, contrast target position) pairs; by default positions are "
+        "aligned 1:1 from the end of both sequences, as the reference library does.",
+        max_length=MAX_INPUTS_PER_REQUEST,
+    )
+    source_lang: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Multilingual translation models (M2M100, NLLB, mBART-50): the source language code.",
+    )
+    target_lang: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Multilingual translation models: the target language code; generation starts with it.",
+    )
+    skip_special_tokens: bool = Field(
+        False,
+        description="Encode every text without the tokenizer's special tokens, and strip special-token "
+        "strings from the texts first (the reference's option; the decoder start token is still prepended).",
+    )
+    clean_special_chars: bool = Field(
+        False,
+        description="Give each token's `token` as readable text ('Ġto' becomes ' to'); scores are unchanged.",
+    )
     aggregation: AggregationOptions = AggregationOptions()
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
@@ -113,9 +182,22 @@ class AttributionRequest(BaseModel):
     @classmethod
     def _known_attributed_fn(cls, fn: str) -> str:
         attributable = [k for k, spec in STEP_FUNCTION_SPECS.items() if spec.attributable]
+        if fn in STEP_FUNCTION_SPECS and fn not in attributable:
+            raise ValueError(
+                f"step function {fn!r} cannot be attributed (use it in step_scores); "
+                f"attributable: {', '.join(sorted(attributable))}"
+            )
         if fn not in attributable:
             raise _available("attributed_fn", fn, attributable)
         return fn
+
+    @field_validator("attributed_fn_args")
+    @classmethod
+    def _attributed_fn_args(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        fn = info.data.get("attributed_fn")
+        if fn is None:  # the function itself was invalid; that error is reported already
+            return args
+        return _validated(STEP_FUNCTION_PARAMS[fn], args)
 
     @field_validator("step_scores")
     @classmethod
@@ -127,19 +209,65 @@ class AttributionRequest(BaseModel):
             raise ValueError("step_scores must not repeat an id")
         return scores
 
+    @field_validator("step_scores_args")
+    @classmethod
+    def _step_scores_args(
+        cls, args: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
+        scores = info.data.get("step_scores")
+        if scores is None:
+            return args
+        extra = sorted(set(args) - set(scores))
+        if extra:
+            raise ValueError(f"step_scores_args names {', '.join(map(repr, extra))}, not in step_scores")
+        return {
+            score: _validated(STEP_FUNCTION_PARAMS[score], args.get(score, {}), score) for score in scores
+        }
+
     @model_validator(mode="after")
     def _consistent(self) -> AttributionRequest:
-        if self.generated_texts is not None and len(self.generated_texts) != len(self.inputs):
-            raise ValueError(
-                f"generated_texts has {len(self.generated_texts)} items but inputs has {len(self.inputs)}"
-            )
+        for name in (
+            "generated_texts",
+            "contrast_sources",
+            "contrast_targets",
+            "contrast_targets_alignments",
+        ):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.inputs):
+                raise ValueError(f"{name} has {len(values)} items but inputs has {len(self.inputs)}")
         if self.attr_pos_start is not None and self.attr_pos_end is not None:
             if self.attr_pos_end <= self.attr_pos_start:
                 raise ValueError("attr_pos_end must be greater than attr_pos_start")
-        if self.attributed_fn_args:
-            raise ValueError(f"attributed_fn {self.attributed_fn!r} takes no attributed_fn_args")
-        if any(v is not None for v in (self.contrast_sources, self.contrast_targets)) or (
-            self.contrast_targets_alignments is not None
-        ):
-            raise ValueError("contrastive attribution is not available yet: leave contrast_* null")
+        if self.generate_from_target_prefix and self.generated_texts is None:
+            raise ValueError("generate_from_target_prefix needs generated_texts (the prefixes to continue)")
+        self._check_contrast()
         return self
+
+    def _check_contrast(self) -> None:
+        if self.contrast_targets_alignments is not None and self.contrast_targets is None:
+            raise ValueError("contrast_targets_alignments needs contrast_targets")
+        contrastive = [
+            fn for fn in dict.fromkeys((self.attributed_fn, *self.step_scores)) if is_contrastive(fn)
+        ]
+        given = [name for name in ("contrast_sources", "contrast_targets") if getattr(self, name) is not None]
+        if contrastive and not given:
+            raise ValueError(
+                f"{', '.join(contrastive)} compare with contrastive inputs: give contrast_targets "
+                "(or, for encoder-decoder models, contrast_sources)"
+            )
+        if given and not contrastive:
+            raise ValueError(
+                f"{' and '.join(given)} are read only by contrastive step functions "
+                f"({', '.join(fn for fn in STEP_FUNCTION_SPECS if is_contrastive(fn))}); "
+                "name one as attributed_fn or in step_scores"
+            )
+        if self.attributed_fn == "kl_divergence" and not self.attributed_fn_args["contrast_force_inputs"]:
+            raise ValueError(
+                "kl_divergence as attributed_fn compares distributions computed on different inputs: set "
+                'attributed_fn_args {"contrast_force_inputs": true} to attribute it anyway'
+            )
+
+
+def is_contrastive(step_function: str) -> bool:
+    """Whether a step function compares with contrastive inputs."""
+    return STEP_FUNCTION_SPECS[step_function].contrastive

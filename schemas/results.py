@@ -55,6 +55,16 @@ class SequenceAttribution(TypedDict):
         dict[str, list[float | None]], Field(description="[n_attributed] per requested step score.")
     ]
     sequence_scores: Annotated[dict[str, Any], Field(description="Extra per-sequence scores of the method.")]
+    contrast_source: Annotated[
+        list[Token] | None, Field(description="The contrastive source (contrast_sources), else null.")
+    ]
+    contrast_target: Annotated[
+        list[Token] | None, Field(description="The contrastive target (contrast_targets), else null.")
+    ]
+    contrast_positions: Annotated[
+        list[int] | None,
+        Field(description="[n_attributed]: the contrast target position each step is compared with."),
+    ]
 
 
 class ResultInfo(TypedDict):
@@ -67,7 +77,10 @@ class ResultInfo(TypedDict):
     attribute_target: bool
     include_eos_baseline: bool
     forced_targets: Annotated[bool, Field(description="Whether the targets were given, not generated.")]
+    attributed_fn_args: dict[str, Any]
+    step_scores_args: dict[str, dict[str, Any]]
     versions: dict[str, str]
+    warnings: Annotated[list[str], Field(description="What the caller should know, e.g. a null step score.")]
 
 
 class AttributionResult(TypedDict):

@@ -28,7 +28,9 @@ VOCAB_SIZE = 400
 
 CAUSAL = ("tiny-gpt2", "tiny-llama")
 SEQ2SEQ = ("tiny-t5", "tiny-bart", "tiny-marian")
-IS_ENCODER_DECODER = {**dict.fromkeys(CAUSAL, False), **dict.fromkeys(SEQ2SEQ, True)}
+MULTILINGUAL = ("tiny-m2m100",)
+"""Translation models with source/target languages (see tests/tiny_multilingual.py)."""
+IS_ENCODER_DECODER = {**dict.fromkeys(CAUSAL, False), **dict.fromkeys(SEQ2SEQ + MULTILINGUAL, True)}
 
 REGISTRY_OMITS_KIND = "tiny-marian"
 """The registry entry that leaves `is_encoder_decoder` out, so the loader reads it from the model's config."""
@@ -222,6 +224,11 @@ def build_tiny_model(model_id: str, folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import GenerationConfig
 
+    if model_id in MULTILINGUAL:
+        from tests.tiny_multilingual import build_tiny_m2m100
+
+        return build_tiny_m2m100(folder, CORPUS, seed)
+
     tokenizer = make_tokenizer(model_id)
     torch.manual_seed(seed)
     model = _model(model_id, len(tokenizer)).float().eval()
@@ -241,7 +248,9 @@ def build_tiny_model(model_id: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_tiny_models(root: Path, model_ids: tuple[str, ...] = CAUSAL + SEQ2SEQ) -> dict[str, Path]:
+def build_tiny_models(
+    root: Path, model_ids: tuple[str, ...] = CAUSAL + SEQ2SEQ + MULTILINGUAL
+) -> dict[str, Path]:
     """Build every tiny model under `root/<id>`; returns id -> folder."""
     root = Path(root)
     return {mid: build_tiny_model(mid, root / mid, seed=i) for i, mid in enumerate(model_ids)}

@@ -99,6 +99,8 @@ def _seqattr_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
         generation_args=GenerationArgs(max_new_tokens=spec["max_new_tokens"], do_sample=False),
         step_scores=spec["step_scores"],
         method_args=spec["method_args"],
+        attributed_fn=spec.get("attributed_fn", "probability"),
+        contrast_targets=[spec["contrast_target"]] if spec.get("contrast_target") else None,
     )
 
     def run() -> Outcome:
@@ -119,6 +121,10 @@ def _inseq_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
     folder = Path(spec["cache_dir"]) / MODEL_ID
     model = inseq.load_model(str(folder), spec["method"], model_kwargs={"attn_implementation": "eager"})
     kwargs: dict[str, Any] = dict(spec["method_args"])
+    if spec.get("attributed_fn"):
+        kwargs["attributed_fn"] = spec["attributed_fn"]
+    if spec.get("contrast_target"):
+        kwargs["contrast_targets"] = [spec["contrast_target"]]
     if not spec["forced"]:
         kwargs["generation_args"] = {"max_new_tokens": spec["max_new_tokens"], "do_sample": False}
     generated = spec["generated_text"] if spec["forced"] else None

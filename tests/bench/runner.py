@@ -3,7 +3,8 @@
     python -m tests.bench [--methods saliency,attention] [--repeats 3] [--quick]
 
 Cases: each method (a) with a forced target (the prompt + its greedy continuation, computed once) and (b) as a
-whole job that generates. Each (case, implementation) runs in its own child process with
+whole job that generates; with saliency, (c) a contrastive case: `contrast_prob_diff` attributed against the
+continuation with one word changed. Each (case, implementation) runs in its own child process with
 `torch.set_num_threads(2)`: model load, one warm-up, then the median of `--repeats` timed runs. Peak extra
 memory is the largest rise of the resident set during one run over the resident set just before it (after
 load + warm-up). Results: a Markdown table on stdout and `data/bench/latest.json`.
@@ -45,6 +46,10 @@ QUICK_MAX_NEW_TOKENS = 5
 THREADS = 2
 IMPLS = ("seqattr", "inseq")
 MODES = ("forced", "generate")
+CONTRAST_FN = "contrast_prob_diff"
+"""The contrastive case: saliency of p(target) - p(contrast target), forced targets, one word changed."""
+CONTRAST_WORD = (" hospital", " office")
+"""The word of the greedy continuation replaced in the contrast target (the first word if it is absent)."""
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -253,6 +258,15 @@ def _environment(cache_dir: Path) -> dict[str, Any]:
     }
 
 
+def _contrast_text(generated: dict[str, Any]) -> str:
+    """The greedy text with one word changed: the contrast target of the contrastive case."""
+    text = str(generated["generated_text"])
+    old, new = CONTRAST_WORD
+    if old not in text:
+        old = " " + text.removeprefix(PROMPT).split()[0]
+    return text.replace(old, new, 1)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Entry point
 
@@ -278,41 +292,48 @@ def main(argv: list[str] | None = None) -> int:
     print(f"greedy continuation: {generated['generated_text']!r}", file=sys.stderr)
 
     cases = []
-    for method in args.methods:
+    plan = [(method, mode) for method in args.methods for mode in MODES]
+    if "saliency" in args.methods:
+        plan.append(("saliency", "contrast"))
+    for method, mode in plan:
         method_args = {"n_steps": ig_steps} if method == "integrated_gradients" else {}
         step_scores = [] if method in FINAL_STEP_METHODS else ["probability"]
-        for mode in MODES:
-            runs: dict[str, dict[str, Any]] = {}
-            for impl in IMPLS:
-                name = f"{method}-{mode}-{impl}"
-                spec = {
-                    **base,
-                    "impl": impl,
-                    "method": method,
-                    "method_args": method_args,
-                    "step_scores": step_scores,
-                    "forced": mode == "forced",
-                    "generated_text": generated["generated_text"],
-                }
-                t0, load_before = time.perf_counter(), _loadavg()
-                runs[impl] = _run_child(spec, logs, name, args.timeout, extra_env)
-                runs[impl]["loadavg_before"] = load_before
-                print(
-                    f"{name}: median {statistics.median(runs[impl]['times_s']):.2f} s "
-                    f"(child {time.perf_counter() - t0:.0f} s, load {load_before})",
-                    file=sys.stderr,
-                )
-            summary = _summary(runs["seqattr"], runs["inseq"])
-            cases.append(
-                {
-                    "method": method,
-                    "mode": mode,
-                    "method_args": method_args,
-                    "step_scores": step_scores,
-                    "summary": summary,
-                    "runs": {impl: _without_scores(run) for impl, run in runs.items()},
-                }
+        contrast = {}
+        if mode == "contrast":
+            contrast = {"attributed_fn": CONTRAST_FN, "contrast_target": _contrast_text(generated)}
+        runs: dict[str, dict[str, Any]] = {}
+        for impl in IMPLS:
+            name = f"{method}-{mode}-{impl}"
+            spec = {
+                **base,
+                **contrast,
+                "impl": impl,
+                "method": method,
+                "method_args": method_args,
+                "step_scores": step_scores,
+                "forced": mode != "generate",
+                "generated_text": generated["generated_text"],
+            }
+            t0, load_before = time.perf_counter(), _loadavg()
+            runs[impl] = _run_child(spec, logs, name, args.timeout, extra_env)
+            runs[impl]["loadavg_before"] = load_before
+            print(
+                f"{name}: median {statistics.median(runs[impl]['times_s']):.2f} s "
+                f"(child {time.perf_counter() - t0:.0f} s, load {load_before})",
+                file=sys.stderr,
             )
+        summary = _summary(runs["seqattr"], runs["inseq"])
+        cases.append(
+            {
+                "method": method,
+                "mode": mode,
+                "method_args": method_args,
+                "step_scores": step_scores,
+                **contrast,
+                "summary": summary,
+                "runs": {impl: _without_scores(run) for impl, run in runs.items()},
+            }
+        )
 
     table = markdown_table(cases)
     print(table)

@@ -51,3 +51,65 @@ def test_unknown_method_is_reported_once_with_the_available_ids() -> None:
 )
 def test_invalid_requests_are_refused(fields: dict, loc: tuple) -> None:
     assert _locs(**fields)[0] == loc
+
+
+def test_step_function_arguments_are_stored_with_defaults_for_every_score() -> None:
+    request = AttributionRequest(
+        inputs=["x"],
+        attributed_fn="probability",
+        attributed_fn_args={"logprob": True},
+        step_scores=["kl_divergence", "entropy"],
+        step_scores_args={"kl_divergence": {"top_k": 3}},
+        contrast_targets=["y"],
+    )
+    assert request.attributed_fn_args == {"logprob": True}
+    assert request.step_scores_args == {
+        "kl_divergence": {"contrast_force_inputs": False, "top_k": 3, "top_p": 1.0, "min_tokens_to_keep": 1},
+        "entropy": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc", "message"),
+    [
+        ({"attributed_fn_args": {"nope": 1}}, ("attributed_fn_args", "nope"), "Extra inputs"),
+        (
+            {
+                "step_scores": ["kl_divergence"],
+                "contrast_targets": ["y"],
+                "step_scores_args": {"kl_divergence": {"top_p": 2}},
+            },
+            ("step_scores_args", "kl_divergence", "top_p"),
+            "less than or equal to 1",
+        ),
+        ({"step_scores": ["top_p_size"]}, ("step_scores_args", "top_p_size", "top_p"), "required"),
+        ({"step_scores_args": {"entropy": {}}}, ("step_scores_args",), "not in step_scores"),
+        ({"attributed_fn": "top_p_size"}, ("attributed_fn",), "cannot be attributed"),
+        ({"attributed_fn": "contrast_prob_diff"}, (), "give contrast_targets"),
+        ({"contrast_targets": ["y"]}, (), "read only by contrastive step functions"),
+        ({"attributed_fn": "pcxmi", "contrast_targets": ["y", "z"]}, (), "contrast_targets has 2 items"),
+        (
+            {"attributed_fn": "pcxmi", "contrast_targets": ["y"], "contrast_targets_alignments": [[[0, -1]]]},
+            ("contrast_targets_alignments", 0, 0, 1),
+            "greater than or equal to 0",
+        ),
+        ({"step_scores": ["pcxmi"], "contrast_targets_alignments": [[[0, 1]]]}, (), "needs contrast_targets"),
+        ({"attributed_fn": "kl_divergence", "contrast_targets": ["y"]}, (), "contrast_force_inputs"),
+        ({"generate_from_target_prefix": True}, (), "needs generated_texts"),
+    ],
+)
+def test_step_function_and_contrast_errors(fields: dict, loc: tuple, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AttributionRequest(inputs=["x"], **fields)
+    error = caught.value.errors()[0]
+    assert error["loc"] == loc and message in error["msg"], error
+
+
+def test_kl_divergence_is_attributable_on_forced_contrastive_inputs() -> None:
+    request = AttributionRequest(
+        inputs=["x"],
+        attributed_fn="kl_divergence",
+        attributed_fn_args={"contrast_force_inputs": True},
+        contrast_targets=["y"],
+    )
+    assert request.attributed_fn_args["contrast_force_inputs"] is True

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.model_io import SequenceIO
-from workers.types import StepFunction, StepFunctionArgs
+from workers.engine.model_io import SequenceIO, dropout_active
+from workers.types import ChunkForwards, ScoreFn
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class _HeadInput:
     _leaf: torch.Tensor | None = None
 
     def capture(self, graph: torch.Tensor) -> torch.Tensor:
+        """The leaf to use in place of the head's input; only the block's first forward is routed (later
+        ones, such as noisy or contrastive forwards, keep their graph)."""
+        if self._leaf is not None:
+            return graph
         self._graph, self._leaf = graph, graph.detach().requires_grad_(True)
         return self._leaf
 
@@ -115,23 +119,34 @@ def plan_chunks(positions: list[int], max_rows: int) -> list[list[int]]:
 
 
 def _body_backward(
-    graph: torch.Tensor, inputs: list[torch.Tensor], grad_rows: torch.Tensor
+    graphs: list[torch.Tensor], inputs: list[torch.Tensor], grad_rows: list[torch.Tensor]
 ) -> tuple[torch.Tensor, ...]:
     try:
         return torch.autograd.grad(
-            graph, inputs, grad_outputs=grad_rows, is_grads_batched=True, retain_graph=True
+            graphs, inputs, grad_outputs=grad_rows, is_grads_batched=True, retain_graph=True
         )
     except RuntimeError as exc:  # an op without a batching rule: same numbers, one row at a time
         logger.warning("batched backward unavailable (%s); falling back to a per-step loop", exc)
-        rows = [torch.autograd.grad(graph, inputs, grad_outputs=row, retain_graph=True) for row in grad_rows]
-        return tuple(torch.stack(parts) for parts in zip(*rows, strict=True))
+        steps = [
+            torch.autograd.grad(graphs, inputs, grad_outputs=[r[j] for r in grad_rows], retain_graph=True)
+            for j in range(grad_rows[0].shape[0])
+        ]
+        return tuple(torch.stack(parts) for parts in zip(*steps, strict=True))
+
+
+def _step_rows(grad: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """`[n_steps, *grad.shape]`: row j keeps step j's slice (dim 1) of a `[batch, n_steps, ...]` gradient."""
+    rows = torch.zeros((n_steps, *grad.shape), dtype=grad.dtype, device=grad.device)
+    for j in range(n_steps):
+        rows[j, :, j] = grad[:, j]
+    return rows
 
 
 def step_gradients(
     io: SequenceIO,
     embeds: tuple[torch.Tensor, ...],
     positions: list[int],
-    attributed_fn: StepFunction,
+    attributed_fn: ScoreFn,
     weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, ...]:
     """Gradient of each step's attributed output with respect to each embedding input that requires grad.
@@ -140,7 +155,7 @@ def step_gradients(
         io: the sequence and model.
         embeds: inputs `[batch, length, hidden]`; those with `requires_grad` get gradients.
         positions: attributed target positions.
-        attributed_fn: differentiable step function.
+        attributed_fn: the differentiable attributed function, bound to these steps.
         weights: `[batch]` weights summed over the batch (integrated-gradients quadrature); default ones.
 
     Returns:
@@ -149,17 +164,31 @@ def step_gradients(
     wanted = [e for e in embeds if e.requires_grad]
     with torch.enable_grad(), detached_head_input(io.model) as head:
         out = io.forward(embeds, positions)
-        targets = io.step_targets(positions)
-        scores = attributed_fn(StepFunctionArgs(out.logits, targets))  # [batch, n]
+
+        def forward_again() -> torch.Tensor:
+            # Noisy forwards (Monte Carlo dropout) are constants for the gradient, as in the reference.
+            with torch.no_grad(), dropout_active(io.model):
+                return io.forward(embeds, positions).logits
+
+        forwards = ChunkForwards(embeds, forward_again)
+        scores = attributed_fn(out.logits, forwards)  # [batch, n]
         batch = scores.shape[0]
         w = torch.ones(batch, device=scores.device) if weights is None else weights.to(scores.device)
-        # Stage 1: d score_p / d head_input, for all steps at once (they touch disjoint rows).
-        (head_grad,) = torch.autograd.grad((scores * w[:, None]).sum(), head.leaf)
+        # Stage 1: d score_p / d head_input (and / d any tracked output), for all steps at once: each step
+        # reads its own rows.
+        leaves = [head.leaf, *(leaf for _, leaf in forwards.tracked)]
+        head_grad, *tracked_grads = torch.autograd.grad(
+            (scores * w[:, None]).sum(), leaves, allow_unused=True
+        )
         rows = torch.zeros(
             (len(positions), *head.graph.shape), dtype=head_grad.dtype, device=head_grad.device
         )
         for j, row in enumerate(out.head_rows):
             rows[j, :, row] = head_grad[:, row]
-        # Stage 2: push each step's vector back through the body, batched over steps.
-        grads = iter(_body_backward(head.graph, wanted, rows))
+        graphs, grad_rows = [head.graph], [rows]
+        for (graph, leaf), grad in zip(forwards.tracked, tracked_grads, strict=True):
+            graphs.append(graph)
+            grad_rows.append(_step_rows(torch.zeros_like(leaf) if grad is None else grad, len(positions)))
+        # Stage 2: push each step's vectors back through the body, batched over steps.
+        grads = iter(_body_backward(graphs, wanted, grad_rows))
     return tuple(next(grads) if e.requires_grad else None for e in embeds)

@@ -8,6 +8,8 @@ model is decoder-only or encoder-decoder. Inputs are a tuple of embedding tensor
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,17 @@ class ForwardOutput:
     head_rows: list[int]  # for each position, the row of the LM head's input that produced its logits
     decoder_attentions: tuple[torch.Tensor, ...] | None = None  # per layer [batch, heads, tgt, tgt]
     cross_attentions: tuple[torch.Tensor, ...] | None = None  # per layer [batch, heads, tgt, src]
+
+
+@contextmanager
+def dropout_active(model: torch.nn.Module) -> Iterator[None]:
+    """The model in training mode (dropout on) for the block, back to its mode afterwards in any case."""
+    was_training = model.training
+    model.train()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:

@@ -18,11 +18,11 @@ from schemas.attribution import AttributionRequest
 from schemas.results import AttributionResult, Cell, SequenceAttribution, Token
 from workers.engine.aggregation import aggregate
 from workers.engine.model_io import SequenceIO
+from workers.engine.scoring import SequenceScorer
 from workers.engine.sequences import EncodedSequence, encode_sequences
-from workers.engine.step_functions import STEP_FUNCTION_REGISTRY
 from workers.methods.base import AttributionMethod
 from workers.methods.registry import build_method
-from workers.types import LoadedModel, ProgressFn, RawScores, StepFunctionArgs
+from workers.types import LoadedModel, ProgressFn, RawScores
 
 
 def _versions() -> dict[str, str]:
@@ -58,18 +58,13 @@ def _reducers(method: AttributionMethod, request: AttributionRequest) -> list[Ag
     return [chosen[0]] * len(method.default_reducers)
 
 
-def _step_scores(io: SequenceIO, positions: list[int], names: list[str]) -> dict[str, list[float | None]]:
-    if not names:
-        return {}
-    with torch.inference_mode():
-        args = StepFunctionArgs(io.forward(io.input_embeds(), positions).logits, io.step_targets(positions))
-        return {name: _nan_to_none(STEP_FUNCTION_REGISTRY[name](args)[0].tolist()) for name in names}
-
-
-def _tokens(loaded: LoadedModel, ids: list[int]) -> list[Token]:
-    """Vocabulary tokens as the reference library shows them (`Ġto`), plus their decoded text (` to`)."""
+def _tokens(loaded: LoadedModel, ids: list[int], clean_special_chars: bool = False) -> list[Token]:
+    """Vocabulary tokens as the reference library shows them (`Ġto`; with `clean_special_chars`, as text,
+    ` to`), plus their decoded text (` to`)."""
     tok = loaded.tokenizer
     tokens = tok.convert_ids_to_tokens(ids)
+    if clean_special_chars:
+        tokens = [tok.convert_tokens_to_string([t]) or t for t in tokens]
     return [
         {"id": i, "token": t, "text": tok.decode([i], clean_up_tokenization_spaces=False)}
         for i, t in zip(ids, tokens, strict=True)
@@ -82,29 +77,40 @@ def _attribute_sequence(
     method: AttributionMethod,
     request: AttributionRequest,
     advance: Callable[[int], None],
+    warnings: list[str],
 ) -> SequenceAttribution:
     io = SequenceIO(loaded, seq, include_eos_baseline=request.include_eos_baseline)
-    positions = seq.positions
-    attributed_fn = STEP_FUNCTION_REGISTRY[request.attributed_fn]
+    scorer = SequenceScorer(io, seq, request)
     attribute_target = request.attribute_target and loaded.is_encoder_decoder
     reducers = _reducers(method, request)
     columns: list[RawScores] = []
-    for part in method.plan(io, positions):
-        raw = method.attribute(io, part, attributed_fn, attribute_target)
+    for part in method.plan(io, seq.positions):
+        raw = method.attribute(io, part, scorer.attributed_fn(part), attribute_target)
         # Reduce each chunk as soon as it exists: the unreduced [length, steps, hidden] never piles up.
         columns.append(aggregate(raw, reducers, request.aggregation.normalize))
         advance(len(part))
     source = [c.source for c in columns if c.source is not None]
     target = [c.target for c in columns if c.target is not None]
+    step_scores = scorer.step_scores()
+    warnings.extend(scorer.warnings)
+    clean = request.clean_special_chars
+    contrast = seq.contrast
     return {
-        "source": _tokens(loaded, seq.source_ids),
-        "target": _tokens(loaded, seq.target_ids),
+        "source": _tokens(loaded, seq.source_ids, clean),
+        "target": _tokens(loaded, seq.target_ids, clean),
         "attr_pos_start": seq.attr_pos_start,
         "attr_pos_end": seq.attr_pos_end,
         "source_attributions": _matrix(torch.cat(source, dim=1)) if source else None,
         "target_attributions": _matrix(torch.cat(target, dim=1)) if target else None,
-        "step_scores": _step_scores(io, positions, request.step_scores),
+        "step_scores": step_scores,
         "sequence_scores": {},
+        "contrast_source": None
+        if contrast is None or request.contrast_sources is None
+        else _tokens(loaded, contrast.source_ids, clean),
+        "contrast_target": None
+        if contrast is None or request.contrast_targets is None
+        else _tokens(loaded, contrast.target_ids, clean),
+        "contrast_positions": None if contrast is None else contrast.aligned,
     }
 
 
@@ -131,7 +137,8 @@ def run_attribution(
         done += n
         on_progress(done, total)
 
-    results = [_attribute_sequence(loaded, seq, method, request, advance) for seq in sequences]
+    warnings: list[str] = []
+    results = [_attribute_sequence(loaded, seq, method, request, advance, warnings) for seq in sequences]
     return {
         "id": result_id,
         "model": {
@@ -146,10 +153,13 @@ def run_attribution(
             "exec_time_s": round(time.perf_counter() - started, 4),
             "generation_args": request.generation_args.model_dump(exclude_none=True),
             "method_args": request.method_args,
+            "attributed_fn_args": request.attributed_fn_args,
+            "step_scores_args": request.step_scores_args,
             "aggregation": request.aggregation.model_dump(),
             "attribute_target": request.attribute_target,
             "include_eos_baseline": request.include_eos_baseline,
             "forced_targets": request.generated_texts is not None,
             "versions": _versions(),
+            "warnings": list(dict.fromkeys(warnings)),
         },
     }

@@ -13,7 +13,7 @@ import torch
 from schemas.aggregators import Aggregator
 from schemas.methods import MethodArgs
 from workers.engine.model_io import SequenceIO
-from workers.types import RawScores, StepFunction
+from workers.types import RawScores, ScoreFn
 
 
 class AttributionMethod:
@@ -31,7 +31,7 @@ class AttributionMethod:
         return [positions]
 
     def attribute(
-        self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
+        self, io: SequenceIO, positions: list[int], attributed_fn: ScoreFn, attribute_target: bool
     ) -> RawScores:
         raise NotImplementedError
 

@@ -13,7 +13,7 @@ from schemas.methods import IntegratedGradientsArgs, SaliencyArgs
 from workers.engine.gradients import plan_chunks, rows_per_backward, step_gradients
 from workers.engine.model_io import SequenceIO
 from workers.methods.base import AttributionMethod, mask_after_step
-from workers.types import RawScores, StepFunction
+from workers.types import RawScores, ScoreFn
 
 
 def _wanted(io: SequenceIO, attribute_target: bool) -> tuple[bool, ...]:
@@ -52,7 +52,7 @@ class _PlainGradient(AttributionMethod):
         raise NotImplementedError
 
     def attribute(
-        self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
+        self, io: SequenceIO, positions: list[int], attributed_fn: ScoreFn, attribute_target: bool
     ) -> RawScores:
         inputs = _prefix(io.input_embeds(), positions)
         wanted = _wanted(io, attribute_target)
@@ -101,7 +101,7 @@ class IntegratedGradients(AttributionMethod):
         return plan_chunks(positions, rows_per_backward(io, batch=self._copies_per_forward(io)))
 
     def attribute(
-        self, io: SequenceIO, positions: list[int], attributed_fn: StepFunction, attribute_target: bool
+        self, io: SequenceIO, positions: list[int], attributed_fn: ScoreFn, attribute_target: bool
     ) -> RawScores:
         step_sizes_fn, alphas_fn = approximation_parameters(self.args.method)
         alphas = torch.tensor(alphas_fn(self.args.n_steps), dtype=torch.float32)

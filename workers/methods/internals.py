@@ -7,7 +7,7 @@ import torch
 from schemas.aggregators import Aggregator
 from workers.engine.model_io import SequenceIO
 from workers.methods.base import AttributionMethod, mask_after_step
-from workers.types import RawScores, StepFunction
+from workers.types import RawScores, ScoreFn
 
 
 def _rows(attentions: tuple[torch.Tensor, ...], rows: list[int]) -> torch.Tensor:
@@ -29,7 +29,7 @@ class Attention(AttributionMethod):
         self,
         io: SequenceIO,
         positions: list[int],
-        attributed_fn: StepFunction,  # noqa: ARG002 - attention does not depend on the output
+        attributed_fn: ScoreFn,  # noqa: ARG002 - attention does not depend on the output
         attribute_target: bool,
     ) -> RawScores:
         with torch.inference_mode():
