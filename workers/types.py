@@ -61,8 +61,9 @@ class ContrastView:
     reference's default, so that gradients flow through both sides)."""
     targets: torch.Tensor
     """`[n_steps]`: each step's contrastive target token (the original one with contrast sources only)."""
-    forward_logits: torch.Tensor
-    """`[1, n_steps, vocab]`: the contrastive forward's logits, always (to compare whole distributions)."""
+    forward: Callable[[], torch.Tensor]
+    """`[1 or batch, n_steps, vocab]`: the contrastive forward's logits, always (to compare whole
+    distributions); computed on first call."""
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,10 @@ def _without_scores(run: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(ours: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     notes = []
-    if ours["target_ids"] != ref["target_ids"]:
+    # Inseq marks a target token that differs from its contrast token with id -1 ("a → b").
+    pairs = zip(ours["target_ids"], ref["target_ids"], strict=False)  # lengths compared below
+    ref_ids = [mine if theirs == -1 else theirs for mine, theirs in pairs]
+    if ours["target_ids"] != ref_ids or len(ref["target_ids"]) != len(ours["target_ids"]):
         notes.append("target tokens differ")
     score_diff, note = _max_abs_diff(ours["target_attributions"], ref["target_attributions"])
     if note:

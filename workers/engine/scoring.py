@@ -45,15 +45,23 @@ class SequenceScorer:
             c_seq = EncodedSequence(contrast.source_ids, contrast.target_ids, 0, len(contrast.target_ids))
             self._c_io = SequenceIO(io.loaded, c_seq)
             self._aligned = contrast.aligned
-            # no_grad rather than inference_mode: these logits may meet tensors that need gradients.
-            with torch.no_grad():
-                self._contrast_logits = self._c_io.forward(self._c_io.input_embeds(), contrast.aligned).logits
             self._contrast_targets = self._c_io.step_targets(contrast.aligned)
         # With a shared source (encoder-decoder, no contrast source), the contrastive forward reads the
         # attributed source too: as the attributed side, it is part of the gradient (as in the reference).
         self._shares_source = (
             io.is_encoder_decoder and seq.contrast is not None and request.contrast_sources is None
         )
+
+    def _contrast_forward(self) -> torch.Tensor:
+        """The contrastive logits of every step, from one forward over the contrast sequence, run on first use
+        (a contrastive attributed function on the original inputs never needs it)."""
+        if self._c_io is None:
+            raise RuntimeError("no contrastive sequence to run")
+        if self._contrast_logits is None:
+            # no_grad rather than inference_mode: these logits may meet tensors that need gradients.
+            with torch.no_grad():
+                self._contrast_logits = self._c_io.forward(self._c_io.input_embeds(), self._aligned).logits
+        return self._contrast_logits
 
     def _contrast_on_source(self, source: torch.Tensor, steps: slice) -> torch.Tensor:
         """Contrastive logits of the chunk's steps with `source` `[batch, length, hidden]` as encoder."""
@@ -72,15 +80,18 @@ class SequenceScorer:
         contrast_forward: torch.Tensor | None = None,
     ) -> StepFunctionArgs:
         contrast = None
-        if self._contrast_logits is not None and self._contrast_targets is not None:
-            forward_logits = self._contrast_logits[:, steps] if contrast_forward is None else contrast_forward
+        if self._contrast_targets is not None:
+
+            def forward_logits() -> torch.Tensor:
+                return self._contrast_forward()[:, steps] if contrast_forward is None else contrast_forward
+
             # The reference's default for a contrastive attributed function: read the contrastive target token
             # from the original forward, so that gradients flow through both sides.
             read_original = attributed and not getattr(params, "contrast_force_inputs", False)
             contrast = ContrastView(
-                logits=logits if read_original else forward_logits,
+                logits=logits if read_original else forward_logits(),
                 targets=self._contrast_targets[steps],
-                forward_logits=forward_logits,
+                forward=forward_logits,
             )
         return StepFunctionArgs(logits, self.targets[steps], params, contrast, forward_again)
 

@@ -121,7 +121,7 @@ def kl_divergence(args: StepFunctionArgs) -> torch.Tensor:
     """
     params = args.params
     original = args.logits
-    contrast = _contrast(args).forward_logits.to(original.dtype).expand_as(original)
+    contrast = _contrast(args).forward().to(original.dtype).expand_as(original)
     removed = torch.zeros_like(original, dtype=torch.bool)
     if params.top_p < 1.0:
         removed |= _top_p_mask(original + contrast, params.top_p, params.min_tokens_to_keep)
