@@ -82,6 +82,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     SEQATTR_DATA_DIR=/data \
+    SEQATTR_REQUIRE_API_KEYS=1 \
     HF_HOME=/data/huggingface \
     PORT=8000
 

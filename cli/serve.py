@@ -16,10 +16,13 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from pydantic import ValidationError
+
 from cli.processes import child_env, port_in_use, spawn, stop
 from cli.redis_server import EmbeddedRedis, RedisStartError
 from cli.settings import ServeSettings
 from schemas.defaults import SUPERVISOR_BACKOFF_S, SUPERVISOR_POLL_S, SUPERVISOR_STABLE_S
+from service.settings import ApiSettings
 
 logger = logging.getLogger("seqattr.serve")
 
@@ -99,6 +102,15 @@ def serve(settings: ServeSettings, stop_signal: StopSignal | None = None) -> int
     if port_in_use(settings.host, settings.port):
         logger.error("port %d is in use; set PORT to a free port", settings.port)
         return 1
+    try:
+        keys = ApiSettings().key_table()  # the API's own settings, checked before anything starts
+    except (ValidationError, ValueError) as exc:
+        logger.error("invalid API settings: %s", exc)
+        return 2
+    if keys:
+        logger.info("API keys required (%d configured: %s)", len(keys), ", ".join(sorted(keys)))
+    else:
+        logger.warning("no API keys configured: the API accepts every request (set SEQATTR_API_KEYS)")
     stopping = stop_signal or StopSignal()
     stopping.install()
     redis: EmbeddedRedis | None = None

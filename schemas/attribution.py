@@ -5,13 +5,12 @@ Names follow the reference library's `model.attribute`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -27,9 +26,16 @@ from schemas.defaults import (
     MAX_INPUT_CHARS,
     MAX_INPUTS_PER_REQUEST,
     MAX_NEW_TOKENS,
+    MAX_TOKEN_ID,
+    MAX_TOKEN_INDEX,
 )
 from schemas.methods import METHOD_ARGS
 from schemas.step_functions import STEP_FUNCTION_PARAMS, STEP_FUNCTION_SPECS
+
+Text = Annotated[str, Field(min_length=1)]
+"""An input, forced target or contrastive text: never empty (an empty text has no token to attribute)."""
+
+TokenIndex = Annotated[int, Field(ge=0, le=MAX_TOKEN_INDEX)]
 
 
 def _available(kind: str, value: str, allowed: Any) -> ValueError:
@@ -54,12 +60,15 @@ class GenerationArgs(BaseModel):
     min_new_tokens: int | None = Field(None, ge=0, le=MAX_NEW_TOKENS)
     do_sample: bool = False
     temperature: float | None = Field(None, gt=0)
-    top_k: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=1, le=MAX_TOKEN_INDEX)
     top_p: float | None = Field(None, gt=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0)
-    no_repeat_ngram_size: int | None = Field(None, ge=1)
+    no_repeat_ngram_size: int | None = Field(None, ge=1, le=MAX_TOKEN_INDEX)
     forced_bos_token_id: int | None = Field(
-        None, ge=0, description="First generated token (multilingual models: set from target_lang when null)."
+        None,
+        ge=0,
+        le=MAX_TOKEN_ID,
+        description="First generated token (multilingual models: set from target_lang when null).",
     )
 
 
@@ -86,8 +95,8 @@ class AttributionRequest(BaseModel):
 
     model: str = Field(DEFAULT_MODEL, min_length=1, max_length=200)
     method: str = DEFAULT_METHOD
-    inputs: list[str] = Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST)
-    generated_texts: list[str] | None = Field(None, description="Forced targets, one per input.")
+    inputs: list[Text] = Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST)
+    generated_texts: list[Text] | None = Field(None, description="Forced targets, one per input.")
     generate_from_target_prefix: bool = Field(
         False,
         description="Treat generated_texts as target prefixes and continue generating from them "
@@ -107,21 +116,21 @@ class AttributionRequest(BaseModel):
         description='Arguments of each step score, by id (e.g. {"kl_divergence": {"top_k": 10}}); '
         "every requested score is stored with its defaults filled in.",
     )
-    attr_pos_start: int | None = Field(None, ge=0)
-    attr_pos_end: int | None = Field(None, ge=1)
+    attr_pos_start: int | None = Field(None, ge=0, le=MAX_TOKEN_INDEX)
+    attr_pos_end: int | None = Field(None, ge=1, le=MAX_TOKEN_INDEX)
     attribute_target: bool = False
     include_eos_baseline: bool = False
     method_args: dict[str, Any] = Field(default_factory=dict, validate_default=True)
-    contrast_sources: list[str] | None = Field(
+    contrast_sources: list[Text] | None = Field(
         None,
         description="Encoder-decoder models: another source text per input, for contrastive step functions.",
     )
-    contrast_targets: list[str] | None = Field(
+    contrast_targets: list[Text] | None = Field(
         None,
         description="Another target text per input, for contrastive step functions; for decoder-only models "
         "the full text, prompt included.",
     )
-    contrast_targets_alignments: list[list[tuple[NonNegativeInt, NonNegativeInt]]] | None = Field(
+    contrast_targets_alignments: list[list[tuple[TokenIndex, TokenIndex]]] | None = Field(
         None,
         description="Per input, (target position, contrast target position) pairs; by default positions are "
         "aligned 1:1 from the end of both sequences, as the reference library does.",
@@ -151,7 +160,7 @@ class AttributionRequest(BaseModel):
     aggregation: AggregationOptions = AggregationOptions()
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
-    @field_validator("inputs", "generated_texts")
+    @field_validator("inputs", "generated_texts", "contrast_sources", "contrast_targets")
     @classmethod
     def _text_lengths(cls, texts: list[str] | None) -> list[str] | None:
         for i, text in enumerate(texts or []):

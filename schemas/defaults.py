@@ -33,6 +33,13 @@ MAX_SEQUENCE_TOKENS = 2048
 MAX_IG_STEPS = 1000
 """Upper bound on integrated-gradients interpolation steps."""
 
+MAX_TOKEN_INDEX = 1_000_000
+"""Upper bound on any token position or count in a request (far above any model's context): every integer
+field is bounded, so no value reaches the job store that JSON tools cannot represent."""
+
+MAX_TOKEN_ID = 2**31 - 1
+"""Upper bound on a token id in a request."""
+
 
 # -- jobs, workers and the runner ------------------------------------------------------------------------
 
@@ -80,6 +87,9 @@ LIST_MAX_LIMIT = 100
 
 LIST_MAX_SCAN = 1000
 """Index entries one `GET /v1/jobs` page may inspect while filtering by status before it returns a cursor."""
+
+MIN_API_KEY_LENGTH = 16
+"""Shortest API key accepted in the configuration (shorter ones are guessable)."""
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
 """Longest accepted `Idempotency-Key` header value."""

@@ -120,6 +120,18 @@ class HTTPProblem(SeqattrError):
         self.slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
+class UnauthorizedError(SeqattrError):
+    """No API key, or not a configured one (when keys are configured)."""
+
+    slug = "unauthorized"
+    title = "Unauthorized"
+    status = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="seqattr"'}
+
+
 class UnknownJobError(SeqattrError):
     slug = "unknown-job"
     title = "Unknown job"

@@ -17,7 +17,8 @@ QUEUE_PREFIX = PREFIX + "model:"
 """RQ queue name prefix; each model id has its own queue so a worker takes only the models it holds."""
 
 JOB_INDEX = PREFIX + "jobs"
-"""Sorted set of job ids scored by creation time: `GET /v1/jobs` reads it newest first."""
+"""Sorted set of anonymous job ids (no API keys) scored by creation time: `GET /v1/jobs` reads it newest
+first; each API key's jobs have an index of their own (`job_index`)."""
 
 ATTRIBUTION_JOB_FUNCTION = "workers.job_function.run_attribution_job"
 """Dotted path of the function a worker runs for an attribution job (a test checks it resolves)."""
@@ -51,6 +52,12 @@ def tombstone_key(job_id: str) -> str:
     return f"{PREFIX}tombstone:{job_id}"
 
 
-def idempotency_key(key: str) -> str:
-    """Maps a client's `Idempotency-Key` to the job it created (hashed: keys are arbitrary text)."""
-    return f"{PREFIX}idempotency:{hashlib.sha256(key.encode()).hexdigest()}"
+def job_index(owner: str | None) -> str:
+    """The index of the jobs created with one API key (by its name), or of anonymous jobs."""
+    return JOB_INDEX if owner is None else f"{JOB_INDEX}:key:{owner}"
+
+
+def idempotency_key(key: str, owner: str | None = None) -> str:
+    """Maps a client's `Idempotency-Key` to its job, per API key (hashed: keys are arbitrary text)."""
+    scoped = (owner or "") + "\0" + key
+    return f"{PREFIX}idempotency:{hashlib.sha256(scoped.encode()).hexdigest()}"

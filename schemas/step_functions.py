@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.defaults import MAX_TOKEN_INDEX
+
 MAX_MC_DROPOUT_STEPS = 100
 """Upper bound on `mc_dropout_prob_avg`'s `n_mcd_steps` (each is one more forward over the sequence)."""
 
@@ -43,14 +45,21 @@ class ContrastProbParams(ContrastParams):
 
 
 class KLDivergenceParams(ContrastParams):
-    top_k: int = Field(0, ge=0, description="Keep only the k most likely tokens of each side; 0 keeps all.")
+    top_k: int = Field(
+        0,
+        ge=0,
+        le=MAX_TOKEN_INDEX,
+        description="Keep only the k most likely tokens of each side; 0 keeps all.",
+    )
     top_p: float = Field(
         1.0,
         gt=0,
         le=1,
         description="Keep the nucleus of cumulative probability top_p (applied before top_k).",
     )
-    min_tokens_to_keep: int = Field(1, ge=1, description="Least tokens the top_p filter keeps.")
+    min_tokens_to_keep: int = Field(
+        1, ge=1, le=MAX_TOKEN_INDEX, description="Least tokens the top_p filter keeps."
+    )
 
 
 class MCDropoutParams(StepFunctionParams):

@@ -96,6 +96,9 @@ def install_error_handlers(app: FastAPI) -> None:
             error = RouteNotFoundError(f"no resource at {request.url.path}")
         elif exc.status_code == 405:
             error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+        elif exc.status_code == 400:
+            # The framework could not read the body at all (e.g. not UTF-8).
+            error = MalformedBodyError(f"the body could not be read as JSON text: {exc.detail}")
         else:
             error = HTTPProblem(exc.status_code, _phrase(exc.status_code), str(exc.detail))
         return problem_response(error, request.url.path, dict(exc.headers or {}))

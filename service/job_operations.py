@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import re
 import time
 import uuid
@@ -35,6 +36,8 @@ from schemas.errors import (
 from schemas.jobs import TERMINAL_STATUSES, Job, JobLinks, JobPage, JobStatus, Progress
 from schemas.models import ModelEntry
 from service.job_store import IndexEntry, JobStore
+
+logger = logging.getLogger("seqattr.jobs")
 
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 """Job ids are uuid4 hex; anything else cannot be a job of ours."""
@@ -101,10 +104,13 @@ def job_record(job: RQJob, cancel_requested: bool, position: int | None = None) 
     )
 
 
-def _fetch(store: JobStore, job_id: str) -> RQJob:
+def _fetch(store: JobStore, job_id: str, owner: str | None) -> RQJob:
+    """The job if `owner` created it; another key's job is as unknown as a job that never existed."""
     job = store.fetch(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if job is not None and (job.meta or {}).get("owner") != owner:
+        raise UnknownJobError(job_id)
     if job is None:
-        if JOB_ID_PATTERN.fullmatch(job_id) and store.has_tombstone(job_id):
+        if JOB_ID_PATTERN.fullmatch(job_id) and store.has_tombstone(job_id, owner):
             raise JobExpiredError(job_id)
         raise UnknownJobError(job_id)
     if job.get_status(refresh=False) == "started":
@@ -121,16 +127,16 @@ def _record(store: JobStore, job: RQJob) -> Job:
     return job_record(job, cancel_requested, position)
 
 
-def get_job(store: JobStore, job_id: str) -> Job:
+def get_job(store: JobStore, job_id: str, owner: str | None = None) -> Job:
     """The job, or UnknownJobError (404) / JobExpiredError (410)."""
-    return _record(store, _fetch(store, job_id))
+    return _record(store, _fetch(store, job_id, owner))
 
 
-async def wait_for_job(store: JobStore, job_id: str, wait_s: float) -> Job:
+async def wait_for_job(store: JobStore, job_id: str, wait_s: float, owner: str | None = None) -> Job:
     """The job once it reaches a terminal status, or as it is after `wait_s` seconds."""
     deadline = time.monotonic() + wait_s
     while True:
-        job = await run_in_threadpool(get_job, store, job_id)
+        job = await run_in_threadpool(get_job, store, job_id, owner)
         remaining = deadline - time.monotonic()
         if job.status in TERMINAL_STATUSES or remaining <= 0:
             return job
@@ -147,8 +153,9 @@ def submit_attribution(
     registry: dict[str, ModelEntry],
     request: AttributionRequest,
     idempotency_key: str | None = None,
+    owner: str | None = None,
 ) -> tuple[Job, bool]:
-    """Enqueue an attribution job on its model's queue.
+    """Enqueue an attribution job on its model's queue, visible to `owner` (an API key's name) only.
 
     Returns:
         The new job (or the one an earlier request with the same Idempotency-Key created) and whether
@@ -159,38 +166,39 @@ def submit_attribution(
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
     if idempotency_key is not None:
-        earlier = _claim(store, idempotency_key, request_hash(payload), job_id)
+        earlier = _claim(store, idempotency_key, owner, request_hash(payload), job_id)
         if earlier is not None:
             return earlier, True
     try:
-        job = store.enqueue(job_id, request.model, "attribution", payload)
+        job = store.enqueue(job_id, request.model, "attribution", payload, owner)
     except Exception:
         if idempotency_key is not None:
-            store.release_idempotency_key(idempotency_key)
+            store.release_idempotency_key(idempotency_key, owner)
         raise
+    logger.info("job %s queued: %s on %s by %s", job_id, request.method, request.model, owner or "anonymous")
     return _record(store, job), False
 
 
-def _claim(store: JobStore, key: str, body_hash: str, job_id: str) -> Job | None:
+def _claim(store: JobStore, key: str, owner: str | None, body_hash: str, job_id: str) -> Job | None:
     """Bind an Idempotency-Key to `job_id`; returns the earlier job if the key already names a live one."""
     for _ in range(2):
-        existing = store.claim_idempotency_key(key, body_hash, job_id)
+        existing = store.claim_idempotency_key(key, owner, body_hash, job_id)
         if existing is None:
             return None
         existing_id, existing_hash = existing
         if existing_hash != body_hash:
             raise IdempotencyKeyReusedError(key, existing_id)
         try:
-            return get_job(store, existing_id)
+            return get_job(store, existing_id, owner)
         except (UnknownJobError, JobExpiredError):
             # The earlier job was deleted or has expired: the key is free for a new one.
-            store.release_idempotency_key(key)
+            store.release_idempotency_key(key, owner)
     return None
 
 
-def get_result(store: JobStore, job_id: str) -> bytes:
+def get_result(store: JobStore, job_id: str, owner: str | None = None) -> bytes:
     """The stored result bytes of a finished job; 409 while it runs or when it failed."""
-    job = get_job(store, job_id)
+    job = get_job(store, job_id, owner)
     if job.status == "finished":
         data = store.result_bytes(job_id)
         if data is None:
@@ -201,15 +209,15 @@ def get_result(store: JobStore, job_id: str) -> bytes:
     raise JobNotReadyError(job_id, job.status)
 
 
-def delete_job(store: JobStore, job_id: str) -> Job | None:
+def delete_job(store: JobStore, job_id: str, owner: str | None = None) -> Job | None:
     """Cancel a queued or running job (returns it, now canceled) or delete an ended one (returns None)."""
-    job = _fetch(store, job_id)
+    job = _fetch(store, job_id, owner)
     record = _record(store, job)
     if record.status in TERMINAL_STATUSES:
         store.delete(job)
         return None
     store.cancel(job)
-    return get_job(store, job_id)
+    return get_job(store, job_id, owner)
 
 
 def encode_cursor(entry: IndexEntry) -> str:
@@ -234,18 +242,22 @@ def decode_cursor(cursor: str) -> IndexEntry:
 
 
 def list_jobs(
-    store: JobStore, limit: int, cursor: str | None = None, status: JobStatus | None = None
+    store: JobStore,
+    limit: int,
+    cursor: str | None = None,
+    status: JobStatus | None = None,
+    owner: str | None = None,
 ) -> JobPage:
-    """Jobs newest first; at most `LIST_MAX_SCAN` index entries are read per page when filtering."""
+    """`owner`'s jobs newest first; at most `LIST_MAX_SCAN` index entries are read per page when filtering."""
     after = decode_cursor(cursor) if cursor else None
     batch_size = limit if status is None else max(limit, 50)
     found: list[Job] = []
     scanned = 0
     more = True
     while more and len(found) < limit and scanned < LIST_MAX_SCAN:
-        entries = store.index_page(after, batch_size)
+        entries = store.index_page(owner, after, batch_size)
         more = len(entries) == batch_size
-        jobs = _fetch_for_listing(store, [e.job_id for e in entries])
+        jobs = _fetch_for_listing(store, owner, [e.job_id for e in entries])
         for i, (entry, job) in enumerate(zip(entries, jobs, strict=True)):
             after, scanned = entry, scanned + 1
             if job is not None and (status is None or job.status == status):
@@ -257,9 +269,9 @@ def list_jobs(
     return JobPage(jobs=found, next_cursor=next_cursor)
 
 
-def _fetch_for_listing(store: JobStore, job_ids: list[str]) -> list[Job | None]:
+def _fetch_for_listing(store: JobStore, owner: str | None, job_ids: list[str]) -> list[Job | None]:
     jobs = store.fetch_many(job_ids)
-    store.forget([job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None])
+    store.forget(owner, [job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None])
     started = [
         i for i, job in enumerate(jobs) if job is not None and job.get_status(refresh=False) == "started"
     ]

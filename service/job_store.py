@@ -25,10 +25,10 @@ from rq.worker_registration import get_keys as worker_keys
 from schemas.defaults import TOMBSTONE_TTL_S
 from schemas.redis_keys import (
     ATTRIBUTION_JOB_FUNCTION,
-    JOB_INDEX,
     SERIALIZER,
     cancel_key,
     idempotency_key,
+    job_index,
     model_of_queue,
     queue_name,
     result_key,
@@ -85,8 +85,14 @@ class JobStore:
     def close(self) -> None:
         self._redis.close()
 
-    def enqueue(self, job_id: str, model_id: str, kind: str, request: dict[str, Any]) -> Job:
-        """Put a job on its model's queue and record it in the index, atomically."""
+    def enqueue(
+        self, job_id: str, model_id: str, kind: str, request: dict[str, Any], owner: str | None = None
+    ) -> Job:
+        """Put a job on its model's queue and record it in its owner's index, atomically.
+
+        Args:
+            owner: the name of the API key that created it (None without keys); only it sees the job.
+        """
         queue = self._queues[model_id]
         now = time.time()
         with self._redis.pipeline() as pipe:
@@ -100,11 +106,11 @@ class JobStore:
                 failure_ttl=self.retention.result_ttl_s,
                 # The default description repr()s the arguments, i.e. every input text.
                 description=f"{kind} {model_id} {request.get('method', '')}".strip(),
-                meta={"kind": kind, "progress": {"done": 0, "total": 0}},
+                meta={"kind": kind, "owner": owner, "progress": {"done": 0, "total": 0}},
                 pipeline=pipe,
             )
-            pipe.zadd(JOB_INDEX, {job_id: now})
-            pipe.set(tombstone_key(job_id), b"1", ex=self.retention.tombstone_ttl_s)
+            pipe.zadd(job_index(owner), {job_id: now})
+            pipe.set(tombstone_key(job_id), (owner or "").encode(), ex=self.retention.tombstone_ttl_s)
             pipe.execute()
         return job
 
@@ -118,8 +124,9 @@ class JobStore:
     def fetch_many(self, job_ids: list[str]) -> list[Job | None]:
         return Job.fetch_many(job_ids, connection=self._redis, serializer=SERIALIZER)
 
-    def has_tombstone(self, job_id: str) -> bool:
-        return bool(self._redis.exists(tombstone_key(job_id)))
+    def has_tombstone(self, job_id: str, owner: str | None) -> bool:
+        """Whether `owner` created this id and it has expired (another key's id stays unknown)."""
+        return self._redis.get(tombstone_key(job_id)) == (owner or "").encode()
 
     def cancel_requested(self, job_ids: list[str]) -> list[bool]:
         """For each job id, whether a stop was requested while it ran."""
@@ -162,25 +169,27 @@ class JobStore:
 
     def delete(self, job: Job) -> None:
         """Remove a job's record, result, index entry and tombstone: its id becomes unknown."""
+        owner = (job.meta or {}).get("owner")
         job.delete()
         self._redis.delete(result_key(job.id), cancel_key(job.id), tombstone_key(job.id))
-        self._redis.zrem(JOB_INDEX, job.id)
+        self._redis.zrem(job_index(owner), job.id)
 
     def result_bytes(self, job_id: str) -> bytes | None:
         return cast("bytes | None", self._redis.get(result_key(job_id)))
 
-    def index_page(self, after: IndexEntry | None, count: int) -> list[IndexEntry]:
-        """Up to `count` index entries, newest first, strictly after `after` in that order."""
+    def index_page(self, owner: str | None, after: IndexEntry | None, count: int) -> list[IndexEntry]:
+        """Up to `count` entries of `owner`'s index, newest first, strictly after `after` in that order."""
+        index = job_index(owner)
         rows: list[tuple[bytes, float]]
         if after is None:
-            rows = cast(Any, self._redis.zrevrange(JOB_INDEX, 0, count - 1, withscores=True))
+            rows = cast(Any, self._redis.zrevrange(index, 0, count - 1, withscores=True))
         else:
             # Entries tied on the cursor's score sort by id (descending); skip those not after it.
-            ties = self._redis.zcount(JOB_INDEX, after.score, after.score)
+            ties = self._redis.zcount(index, after.score, after.score)
             rows = cast(
                 Any,
                 self._redis.zrevrangebyscore(
-                    JOB_INDEX, after.score, "-inf", start=0, num=count + ties, withscores=True
+                    index, after.score, "-inf", start=0, num=count + ties, withscores=True
                 ),
             )
             rows = [
@@ -190,25 +199,27 @@ class JobStore:
             ][:count]
         return [IndexEntry(member.decode(), score) for member, score in rows]
 
-    def forget(self, job_ids: list[str]) -> None:
-        """Drop index entries whose job records are gone."""
+    def forget(self, owner: str | None, job_ids: list[str]) -> None:
+        """Drop entries of `owner`'s index whose job records are gone."""
         if job_ids:
-            self._redis.zrem(JOB_INDEX, *job_ids)
+            self._redis.zrem(job_index(owner), *job_ids)
 
-    def claim_idempotency_key(self, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
-        """Bind `key` to a new job, or return the (job id, body hash) it is already bound to."""
-        redis_key = idempotency_key(key)
+    def claim_idempotency_key(
+        self, key: str, owner: str | None, body_hash: str, job_id: str
+    ) -> tuple[str, str] | None:
+        """Bind `owner`'s `key` to a new job, or return the (job id, body hash) it is already bound to."""
+        redis_key = idempotency_key(key, owner)
         value = orjson.dumps({"job_id": job_id, "body_hash": body_hash})
         if self._redis.set(redis_key, value, nx=True, ex=self.retention.result_ttl_s):
             return None
         existing = self._redis.get(redis_key)
         if existing is None:  # expired between the two calls: try once more
-            return self.claim_idempotency_key(key, body_hash, job_id)
+            return self.claim_idempotency_key(key, owner, body_hash, job_id)
         data = orjson.loads(existing)
         return data["job_id"], data["body_hash"]
 
-    def release_idempotency_key(self, key: str) -> None:
-        self._redis.delete(idempotency_key(key))
+    def release_idempotency_key(self, key: str, owner: str | None) -> None:
+        self._redis.delete(idempotency_key(key, owner))
 
     def models_without_workers(self, workers: dict[str, list[str]]) -> list[str]:
         """The models no live worker listens for (`workers` as from `live_workers`): their jobs wait."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,11 +11,14 @@ from fastapi.routing import APIRoute
 from redis import Redis
 
 from schemas.models import load_registry
+from service.auth import ApiKeys
 from service.errors import install_error_handlers
 from service.job_store import JobStore, Retention
 from service.middleware import BodySizeLimit
 from service.routes import attributions, catalogue, health, jobs
 from service.settings import ApiSettings, get_settings
+
+logger = logging.getLogger("seqattr.api")
 
 API_VERSION = "1.0.0"
 """Version of the HTTP contract in the OpenAPI document."""
@@ -25,8 +29,19 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _log_to_stderr() -> None:
+    """The API's own loggers (`seqattr.*`) print at INFO beside uvicorn's, unless the host configured them."""
+    root = logging.getLogger("seqattr")
+    if not root.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    _log_to_stderr()
     settings: ApiSettings = app.state.settings
     app.state.registry = load_registry(settings.models)
     connection = Redis.from_url(
@@ -34,6 +49,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
     app.state.job_store = JobStore(connection, app.state.registry, retention)
+    if not app.state.api_keys.enabled:
+        logger.warning(
+            "no API keys configured: every request is accepted (set SEQATTR_API_KEYS to require keys)"
+        )
     try:
         yield
     finally:
@@ -50,6 +69,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings or get_settings()
+    app.state.api_keys = ApiKeys(app.state.settings.key_table())
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     for router in (attributions.router, jobs.router, catalogue.router, health.router):

@@ -6,11 +6,22 @@
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from schemas.defaults import JOB_TIMEOUT_S, LONG_POLL_MAX_S, MAX_BODY_BYTES, QUEUED_JOB_TTL_S, RESULT_TTL_S
+from schemas.defaults import (
+    JOB_TIMEOUT_S,
+    LONG_POLL_MAX_S,
+    MAX_BODY_BYTES,
+    MIN_API_KEY_LENGTH,
+    QUEUED_JOB_TTL_S,
+    RESULT_TTL_S,
+)
 from schemas.settings import CommonSettings
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class ApiSettings(CommonSettings):
@@ -21,6 +32,55 @@ class ApiSettings(CommonSettings):
     result_ttl_s: int = Field(RESULT_TTL_S, ge=1)
     long_poll_max_s: float = Field(LONG_POLL_MAX_S, ge=0, le=300)
     max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024)
+    api_keys: str | None = Field(
+        None,
+        repr=False,
+        description="API keys as comma-separated `name:key` pairs; the name appears in logs, never the key.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of API keys, one `name:key` per line (`#` starts a comment)."
+    )
+    require_api_keys: bool = Field(
+        False, description="Refuse to start without API keys (the container image sets it)."
+    )
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"API keys file not found: {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _keys_parse(self) -> ApiSettings:
+        keys = self.key_table()
+        if self.require_api_keys and not keys:
+            raise ValueError(
+                "SEQATTR_REQUIRE_API_KEYS is set but no key is configured: set SEQATTR_API_KEYS or "
+                "SEQATTR_API_KEYS_FILE (or SEQATTR_REQUIRE_API_KEYS=0 to run without keys)"
+            )
+        return self
+
+    def key_table(self) -> dict[str, str]:
+        """Configured API keys, name -> key (empty: no authentication)."""
+        entries = [e for e in (self.api_keys or "").split(",") if e.strip()]
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.read_text().splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    entries.append(line)
+        table: dict[str, str] = {}
+        for entry in entries:
+            name, sep, key = (part.strip() for part in entry.partition(":"))
+            if not sep or not _KEY_NAME.fullmatch(name) or len(key) < MIN_API_KEY_LENGTH:
+                raise ValueError(
+                    f"API key entry for {name or '?'!r} must be `name:key`, the name made of letters, "
+                    f"digits, '_', '-' or '.', the key at least {MIN_API_KEY_LENGTH} characters"
+                )
+            if name in table:
+                raise ValueError(f"API key name {name!r} is given twice")
+            table[name] = key
+        return table
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from schemas.defaults import IDEMPOTENCY_KEY_MAX_LENGTH
 from schemas.jobs import Job
 from schemas.problems import UnknownModelProblem, ValidationProblem, problem_responses
 from service import job_operations
+from service.auth import CallerDep
 from service.deps import JobStoreDep, RegistryDep
 
 router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
@@ -23,12 +24,13 @@ router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
     response_model=Job,
     summary="Submit an attribution job",
     responses={
-        **problem_responses(400, 413, 503, s404=UnknownModelProblem, s422=ValidationProblem),
+        **problem_responses(400, 401, 413, 503, s404=UnknownModelProblem, s422=ValidationProblem),
         202: {"description": "Accepted; poll the job at the `Location` header."},
     },
 )
 def create_attribution(
     body: AttributionRequest,
+    caller: CallerDep,
     store: JobStoreDep,
     registry: RegistryDep,
     response: Response,
@@ -41,7 +43,7 @@ def create_attribution(
         ),
     ] = None,
 ) -> Job:
-    job, replayed = job_operations.submit_attribution(store, registry, body, idempotency_key)
+    job, replayed = job_operations.submit_attribution(store, registry, body, idempotency_key, caller)
     response.headers["Location"] = job.links.self
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

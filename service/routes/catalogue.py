@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from schemas.catalogue import AggregatorList, MethodList, ModelList, StepFunctionList
+from schemas.problems import problem_responses
 from service import catalogue
+from service.auth import get_caller
 from service.deps import RegistryDep
 
-router = APIRouter(prefix="/v1", tags=["catalogue"])
+router = APIRouter(
+    prefix="/v1", tags=["catalogue"], dependencies=[Depends(get_caller)], responses=problem_responses(401)
+)
 
 
 @router.get("/models", name="list_models", response_model=ModelList, summary="Served models")

@@ -12,6 +12,7 @@ from schemas.jobs import Job, JobPage, JobStatus
 from schemas.problems import JobStateProblem, ValidationProblem, problem_responses
 from schemas.results import AttributionResult
 from service import job_operations
+from service.auth import CallerDep
 from service.deps import JobStoreDep, SettingsDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -24,15 +25,16 @@ JobId = Annotated[str, Path(description="The job id from `POST /v1/attributions`
     name="list_jobs",
     response_model=JobPage,
     summary="Recent jobs, newest first",
-    responses=problem_responses(503, s422=ValidationProblem),
+    responses=problem_responses(401, 503, s422=ValidationProblem),
 )
 def list_jobs(
     store: JobStoreDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
 ) -> JobPage:
-    return job_operations.list_jobs(store, limit, cursor, status)
+    return job_operations.list_jobs(store, limit, cursor, status, caller)
 
 
 @router.get(
@@ -40,11 +42,12 @@ def list_jobs(
     name="get_job",
     response_model=Job,
     summary="A job's status and progress",
-    responses=problem_responses(404, 410, 503, s422=ValidationProblem),
+    responses=problem_responses(401, 404, 410, 503, s422=ValidationProblem),
 )
 async def get_job(
     job_id: JobId,
     store: JobStoreDep,
+    caller: CallerDep,
     settings: SettingsDep,
     wait: Annotated[
         float,
@@ -52,8 +55,8 @@ async def get_job(
     ] = 0,
 ) -> Job:
     if wait <= 0:
-        return await run_in_threadpool(job_operations.get_job, store, job_id)
-    return await job_operations.wait_for_job(store, job_id, min(wait, settings.long_poll_max_s))
+        return await run_in_threadpool(job_operations.get_job, store, job_id, caller)
+    return await job_operations.wait_for_job(store, job_id, min(wait, settings.long_poll_max_s), caller)
 
 
 @router.get(
@@ -63,13 +66,13 @@ async def get_job(
     response_class=Response,
     responses={
         200: {"model": AttributionResult, "content": {"application/json": {}}},
-        **problem_responses(404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
+        **problem_responses(401, 404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
     },
 )
-def get_job_result(job_id: JobId, store: JobStoreDep) -> Response:
+def get_job_result(job_id: JobId, store: JobStoreDep, caller: CallerDep) -> Response:
     # The stored bytes are returned as they are: results can be large, and re-encoding them would cost more
     # than the request itself.
-    return Response(job_operations.get_result(store, job_id), media_type="application/json")
+    return Response(job_operations.get_result(store, job_id, caller), media_type="application/json")
 
 
 @router.delete(
@@ -81,9 +84,9 @@ def get_job_result(job_id: JobId, store: JobStoreDep) -> Response:
     responses={
         202: {"description": "The job was queued or running and is now canceled."},
         204: {"description": "The job had ended; its record and result are deleted."},
-        **problem_responses(404, 410, 503, s422=ValidationProblem),
+        **problem_responses(401, 404, 410, 503, s422=ValidationProblem),
     },
 )
-def delete_job(job_id: JobId, store: JobStoreDep) -> Job | Response:
-    job = job_operations.delete_job(store, job_id)
+def delete_job(job_id: JobId, store: JobStoreDep, caller: CallerDep) -> Job | Response:
+    job = job_operations.delete_job(store, job_id, caller)
     return job if job is not None else Response(status_code=204)
