@@ -94,6 +94,15 @@ MIN_API_KEY_LENGTH = 16
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
 """Longest accepted `Idempotency-Key` header value."""
 
+RATE_LIMIT = "100/second"
+"""Requests one API key (or, without keys, one client address) may make; `limits` notation, `;`-separated."""
+
+MAX_QUEUED_JOBS = 1000
+"""Jobs that may wait in one model's queue; past it, submits get 503 with Retry-After."""
+
+QUEUE_FULL_RETRY_AFTER_S = 10
+"""`Retry-After` sent when a model's queue is full."""
+
 READYZ_RETRY_AFTER_S = 5
 """`Retry-After` sent with a 503 from `/readyz`."""
 

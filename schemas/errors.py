@@ -132,6 +132,33 @@ class UnauthorizedError(SeqattrError):
         self.headers = {"WWW-Authenticate": 'Bearer realm="seqattr"'}
 
 
+class RateLimitedError(SeqattrError):
+    """The caller sent more requests than its rate limit allows; `Retry-After` says when to come back."""
+
+    slug = "rate-limited"
+    title = "Too many requests"
+    status = 429
+
+    def __init__(self, limit: str, retry_after: int) -> None:
+        super().__init__(f"more than {limit} requests; retry after {retry_after} s", limit=limit)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class QueueFullError(SeqattrError):
+    """A model's queue holds as many jobs as it may: the service is overloaded for that model."""
+
+    slug = "queue-full"
+    title = "Queue full"
+    status = 503
+
+    def __init__(self, model: str, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"model {model!r} already has {limit} queued jobs; retry after {retry_after} s",
+            max_queued_jobs=limit,
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class UnknownJobError(SeqattrError):
     slug = "unknown-job"
     title = "Unknown job"

@@ -22,12 +22,13 @@ from rq.job import JobStatus as RQJobStatus
 from starlette.concurrency import run_in_threadpool
 
 from schemas.attribution import AttributionRequest
-from schemas.defaults import LIST_MAX_SCAN, LONG_POLL_INTERVAL_S
+from schemas.defaults import LIST_MAX_SCAN, LONG_POLL_INTERVAL_S, QUEUE_FULL_RETRY_AFTER_S
 from schemas.errors import (
     IdempotencyKeyReusedError,
     JobExpiredError,
     JobFailedError,
     JobNotReadyError,
+    QueueFullError,
     RequestValidationFailed,
     UnknownJobError,
     UnknownModelError,
@@ -154,6 +155,7 @@ def submit_attribution(
     request: AttributionRequest,
     idempotency_key: str | None = None,
     owner: str | None = None,
+    max_queued: int | None = None,
 ) -> tuple[Job, bool]:
     """Enqueue an attribution job on its model's queue, visible to `owner` (an API key's name) only.
 
@@ -163,6 +165,8 @@ def submit_attribution(
     """
     if request.model not in registry or request.model not in store.model_ids:
         raise UnknownModelError(request.model, list(registry))
+    if max_queued is not None and store.queue_length(request.model) >= max_queued:
+        raise QueueFullError(request.model, max_queued, QUEUE_FULL_RETRY_AFTER_S)
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
     if idempotency_key is not None:

@@ -78,6 +78,10 @@ class JobStore:
         """The models whose queues this store knows."""
         return list(self._queues)
 
+    def queue_length(self, model_id: str) -> int:
+        """Jobs waiting in a model's queue."""
+        return int(self._queues[model_id].count)
+
     def ping(self) -> None:
         """Raise a redis error when Redis does not answer."""
         self._redis.ping()

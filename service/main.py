@@ -15,6 +15,7 @@ from service.auth import ApiKeys
 from service.errors import install_error_handlers
 from service.job_store import JobStore, Retention
 from service.middleware import BodySizeLimit
+from service.rate_limit import RateLimiter
 from service.routes import attributions, catalogue, health, jobs
 from service.settings import ApiSettings, get_settings
 
@@ -49,6 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
     app.state.job_store = JobStore(connection, app.state.registry, retention)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.effective_redis_url)
     if not app.state.api_keys.enabled:
         logger.warning(
             "no API keys configured: every request is accepted (set SEQATTR_API_KEYS to require keys)"

@@ -9,14 +9,17 @@ import functools
 import re
 from pathlib import Path
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 
 from schemas.defaults import (
     JOB_TIMEOUT_S,
     LONG_POLL_MAX_S,
     MAX_BODY_BYTES,
+    MAX_QUEUED_JOBS,
     MIN_API_KEY_LENGTH,
     QUEUED_JOB_TTL_S,
+    RATE_LIMIT,
     RESULT_TTL_S,
 )
 from schemas.settings import CommonSettings
@@ -43,6 +46,23 @@ class ApiSettings(CommonSettings):
     require_api_keys: bool = Field(
         False, description="Refuse to start without API keys (the container image sets it)."
     )
+    rate_limit: str = Field(
+        RATE_LIMIT,
+        description="Requests per API key (or client address), e.g. '100/second;2000/minute'; 'off'.",
+    )
+    max_queued_jobs: int = Field(MAX_QUEUED_JOBS, ge=1, le=10_000_000, description="Queued jobs per model.")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip().lower() not in ("", "off"):
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"SEQATTR_RATE_LIMIT {value!r} is not a rate such as '100/second': {exc}"
+                ) from None
+        return value
 
     @field_validator("api_keys_file")
     @classmethod

@@ -11,8 +11,8 @@ from schemas.defaults import IDEMPOTENCY_KEY_MAX_LENGTH
 from schemas.jobs import Job
 from schemas.problems import UnknownModelProblem, ValidationProblem, problem_responses
 from service import job_operations
-from service.auth import CallerDep
-from service.deps import JobStoreDep, RegistryDep
+from service.deps import JobStoreDep, RegistryDep, SettingsDep
+from service.rate_limit import RateLimitedCallerDep
 
 router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
 
@@ -24,15 +24,16 @@ router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
     response_model=Job,
     summary="Submit an attribution job",
     responses={
-        **problem_responses(400, 401, 413, 503, s404=UnknownModelProblem, s422=ValidationProblem),
+        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem, s422=ValidationProblem),
         202: {"description": "Accepted; poll the job at the `Location` header."},
     },
 )
 def create_attribution(
     body: AttributionRequest,
-    caller: CallerDep,
+    caller: RateLimitedCallerDep,
     store: JobStoreDep,
     registry: RegistryDep,
+    settings: SettingsDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -43,7 +44,9 @@ def create_attribution(
         ),
     ] = None,
 ) -> Job:
-    job, replayed = job_operations.submit_attribution(store, registry, body, idempotency_key, caller)
+    job, replayed = job_operations.submit_attribution(
+        store, registry, body, idempotency_key, caller, max_queued=settings.max_queued_jobs
+    )
     response.headers["Location"] = job.links.self
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

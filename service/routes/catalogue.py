@@ -7,11 +7,14 @@ from fastapi import APIRouter, Depends
 from schemas.catalogue import AggregatorList, MethodList, ModelList, StepFunctionList
 from schemas.problems import problem_responses
 from service import catalogue
-from service.auth import get_caller
 from service.deps import RegistryDep
+from service.rate_limit import enforce_rate_limit
 
 router = APIRouter(
-    prefix="/v1", tags=["catalogue"], dependencies=[Depends(get_caller)], responses=problem_responses(401)
+    prefix="/v1",
+    tags=["catalogue"],
+    dependencies=[Depends(enforce_rate_limit)],
+    responses=problem_responses(401, 429),
 )
 
 

@@ -12,8 +12,8 @@ from schemas.jobs import Job, JobPage, JobStatus
 from schemas.problems import JobStateProblem, ValidationProblem, problem_responses
 from schemas.results import AttributionResult
 from service import job_operations
-from service.auth import CallerDep
 from service.deps import JobStoreDep, SettingsDep
+from service.rate_limit import RateLimitedCallerDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -25,11 +25,11 @@ JobId = Annotated[str, Path(description="The job id from `POST /v1/attributions`
     name="list_jobs",
     response_model=JobPage,
     summary="Recent jobs, newest first",
-    responses=problem_responses(401, 503, s422=ValidationProblem),
+    responses=problem_responses(401, 429, 503, s422=ValidationProblem),
 )
 def list_jobs(
     store: JobStoreDep,
-    caller: CallerDep,
+    caller: RateLimitedCallerDep,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
@@ -42,12 +42,12 @@ def list_jobs(
     name="get_job",
     response_model=Job,
     summary="A job's status and progress",
-    responses=problem_responses(401, 404, 410, 503, s422=ValidationProblem),
+    responses=problem_responses(401, 429, 404, 410, 503, s422=ValidationProblem),
 )
 async def get_job(
     job_id: JobId,
     store: JobStoreDep,
-    caller: CallerDep,
+    caller: RateLimitedCallerDep,
     settings: SettingsDep,
     wait: Annotated[
         float,
@@ -66,10 +66,10 @@ async def get_job(
     response_class=Response,
     responses={
         200: {"model": AttributionResult, "content": {"application/json": {}}},
-        **problem_responses(401, 404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
+        **problem_responses(401, 429, 404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
     },
 )
-def get_job_result(job_id: JobId, store: JobStoreDep, caller: CallerDep) -> Response:
+def get_job_result(job_id: JobId, store: JobStoreDep, caller: RateLimitedCallerDep) -> Response:
     # The stored bytes are returned as they are: results can be large, and re-encoding them would cost more
     # than the request itself.
     return Response(job_operations.get_result(store, job_id, caller), media_type="application/json")
@@ -84,9 +84,9 @@ def get_job_result(job_id: JobId, store: JobStoreDep, caller: CallerDep) -> Resp
     responses={
         202: {"description": "The job was queued or running and is now canceled."},
         204: {"description": "The job had ended; its record and result are deleted."},
-        **problem_responses(401, 404, 410, 503, s422=ValidationProblem),
+        **problem_responses(401, 429, 404, 410, 503, s422=ValidationProblem),
     },
 )
-def delete_job(job_id: JobId, store: JobStoreDep, caller: CallerDep) -> Job | Response:
+def delete_job(job_id: JobId, store: JobStoreDep, caller: RateLimitedCallerDep) -> Job | Response:
     job = job_operations.delete_job(store, job_id, caller)
     return job if job is not None else Response(status_code=204)
