@@ -112,6 +112,9 @@ WORKER_HEARTBEAT_S = 5.0
 WORKER_HEARTBEAT_MISSES = 3
 """Heartbeats a busy worker may miss before its job counts as abandoned (then reported `failed`)."""
 
+LOST_WORKER_RETRIES = 1
+"""Times a job whose worker died (no heartbeat) is put back on its queue before it fails as worker-lost."""
+
 WORKER_TTL_S = 60
 """Lifetime of an idle worker's registration between its heartbeats (RQ adds 60 s of grace)."""
 

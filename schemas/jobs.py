@@ -41,6 +41,9 @@ class Job(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     progress: Progress = Progress()
+    attempts: int = Field(
+        0, ge=0, description="Times a worker started the job (2 after a lost worker's job was re-queued)."
+    )
     position: int | None = Field(None, description="0-based place in the model's queue while queued.")
     error: dict[str, Any] | None = Field(None, description="The problem the job failed with.")
     links: JobLinks

@@ -98,6 +98,7 @@ def job_record(job: RQJob, cancel_requested: bool, position: int | None = None) 
         # A job failed for a lost worker has no end time: its last heartbeat is when it was last alive.
         ended_at=_utc(job.ended_at or job.last_heartbeat) if status in TERMINAL_STATUSES else None,
         progress=Progress(**meta.get("progress", {})),
+        attempts=meta.get("attempts", 0),
         position=position if status == "queued" else None,
         error=error,
         links=JobLinks(self=job_path(job.id), result=job_path(job.id) + "/result"),

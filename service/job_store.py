@@ -15,14 +15,14 @@ from typing import Any, cast
 
 import orjson
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.utils import now, utcformat
 from rq.worker_registration import get_keys as worker_keys
 
-from schemas.defaults import TOMBSTONE_TTL_S
+from schemas.defaults import LOST_WORKER_RETRIES, TOMBSTONE_TTL_S
 from schemas.redis_keys import (
     ATTRIBUTION_JOB_FUNCTION,
     SERIALIZER,
@@ -111,6 +111,9 @@ class JobStore:
                 # The default description repr()s the arguments, i.e. every input text.
                 description=f"{kind} {model_id} {request.get('method', '')}".strip(),
                 meta={"kind": kind, "owner": owner, "progress": {"done": 0, "total": 0}},
+                # A job whose worker dies is put back on its queue once (RQ re-queues an abandoned job that
+                # has retries left); the job function spends the retry itself on failures it reports.
+                retry=Retry(max=LOST_WORKER_RETRIES),
                 pipeline=pipe,
             )
             pipe.zadd(job_index(owner), {job_id: now})

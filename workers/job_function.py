@@ -110,6 +110,8 @@ class ProgressReporter:
 
 
 def _fail(job: Job, problem: dict[str, Any]) -> None:
+    # The job's retry is for a lost worker only: a failure the job reports itself would fail again.
+    job.retries_left = 0
     job.meta["error"] = problem
     job.save_meta()
 
@@ -127,6 +129,9 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     # The queued-TTL still stands on the job key; a job that starts late must not expire while it runs.
     # RQ sets the retention TTL when the job ends.
     job.connection.persist(job.key)
+    job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+    job.meta.pop("error", None)
+    job.save_meta()
     with runtime.heartbeats(job):
         payload = _run(job, request, runtime)
     return {"result_key": result_key(job.id), "bytes": len(payload)}
@@ -146,6 +151,7 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> bytes:
         progress.finish()
     except JobCanceled:
         logger.info("job %s canceled", job.id)
+        job.retries_left = 0
         raise
     except SeqattrError as exc:
         _fail(job, exc.to_problem())
