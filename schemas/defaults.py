@@ -121,6 +121,9 @@ WORKER_TTL_S = 60
 WORKER_MAINTENANCE_S = 60
 """How often a worker runs RQ's registry cleanup (abandoned jobs, expired entries)."""
 
+DURATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+"""Upper bounds of the job and engine time histograms of `GET /metrics`, in seconds."""
+
 PROGRESS_MIN_INTERVAL_S = 0.5
 """Least time between two progress writes of one job (the first and the last are always written)."""
 

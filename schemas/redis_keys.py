@@ -52,6 +52,22 @@ def tombstone_key(job_id: str) -> str:
     return f"{PREFIX}tombstone:{job_id}"
 
 
+METRICS_PREFIX = PREFIX + "metrics:"
+"""Hashes where workers add up what the API's `GET /metrics` reports for the whole service."""
+
+JOBS_ENDED = METRICS_PREFIX + "jobs_ended"
+"""Hash `status|method` -> jobs that ended so (as their worker saw it)."""
+
+JOB_SECONDS = METRICS_PREFIX + "job_seconds"
+"""Hash of a histogram of job wall time by method: `method|le` -> count, `method|sum`, `method|count`."""
+
+ENGINE_SECONDS = METRICS_PREFIX + "engine_seconds"
+"""Hash of a histogram of engine time by method, laid out as `JOB_SECONDS`."""
+
+MODEL_LOADS = METRICS_PREFIX + "model_loads"
+"""Hash `model` -> times a worker loaded it (a worker start, or a GGUF conversion)."""
+
+
 def job_index(owner: str | None) -> str:
     """The index of the jobs created with one API key (by its name), or of anonymous jobs."""
     return JOB_INDEX if owner is None else f"{JOB_INDEX}:key:{owner}"

@@ -25,6 +25,10 @@ from rq.worker_registration import get_keys as worker_keys
 from schemas.defaults import LOST_WORKER_RETRIES, TOMBSTONE_TTL_S
 from schemas.redis_keys import (
     ATTRIBUTION_JOB_FUNCTION,
+    ENGINE_SECONDS,
+    JOB_SECONDS,
+    JOBS_ENDED,
+    MODEL_LOADS,
     SERIALIZER,
     cancel_key,
     idempotency_key,
@@ -227,6 +231,29 @@ class JobStore:
 
     def release_idempotency_key(self, key: str, owner: str | None) -> None:
         self._redis.delete(idempotency_key(key, owner))
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """What `GET /metrics` reports for the whole service: each queue's length and oldest job's age,
+        live workers, and the hashes workers add up (jobs ended, job and engine times, model loads)."""
+        queues: dict[str, tuple[int, float]] = {}
+        for model_id, queue in self._queues.items():
+            first = queue.get_job_ids(0, 1)
+            job = self.fetch(first[0]) if first else None
+            enqueued = job.enqueued_at if job is not None else None
+            age = (now() - enqueued.replace(tzinfo=now().tzinfo)).total_seconds() if enqueued else 0.0
+            queues[model_id] = (queue.count, max(0.0, age))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key in (JOBS_ENDED, JOB_SECONDS, ENGINE_SECONDS, MODEL_LOADS):
+                pipe.hgetall(key)
+            jobs_ended, job_seconds, engine_seconds, model_loads = pipe.execute()
+        return {
+            "queues": queues,
+            "workers": len(self.live_workers()),
+            "jobs_ended": jobs_ended,
+            "job_seconds": job_seconds,
+            "engine_seconds": engine_seconds,
+            "model_loads": model_loads,
+        }
 
     def models_without_workers(self, workers: dict[str, list[str]]) -> list[str]:
         """The models no live worker listens for (`workers` as from `live_workers`): their jobs wait."""

@@ -8,15 +8,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
 from redis import Redis
 
 from schemas.models import load_registry
 from service.auth import ApiKeys
 from service.errors import install_error_handlers
 from service.job_store import JobStore, Retention
+from service.metrics import HttpMetrics, RequestMetrics, ServiceCollector
 from service.middleware import BodySizeLimit
 from service.rate_limit import RateLimiter
-from service.routes import attributions, catalogue, health, jobs
+from service.routes import attributions, catalogue, health, jobs, metrics
 from service.settings import ApiSettings, get_settings
 
 logger = logging.getLogger("seqattr.api")
@@ -51,6 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
     app.state.job_store = JobStore(connection, app.state.registry, retention)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.effective_redis_url)
+    service_metrics = ServiceCollector(app.state.job_store)
+    app.state.metrics_registry.register(service_metrics)
     if not app.state.api_keys.enabled:
         logger.warning(
             "no API keys configured: every request is accepted (set SEQATTR_API_KEYS to require keys)"
@@ -58,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.metrics_registry.unregister(service_metrics)
         app.state.job_store.close()
 
 
@@ -74,6 +79,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.api_keys = ApiKeys(app.state.settings.key_table())
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
-    for router in (attributions.router, jobs.router, catalogue.router, health.router):
+    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    app.add_middleware(RequestMetrics, metrics=HttpMetrics(app.state.metrics_registry))
+    for router in (attributions.router, jobs.router, catalogue.router, health.router, metrics.router):
         app.include_router(router)
     return app

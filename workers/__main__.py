@@ -43,6 +43,7 @@ def main() -> int:
     # torch is imported only now: configuration errors above are reported without the import's delay.
     import torch
 
+    from workers.metrics import record_model_load
     from workers.model_cache import ModelCache
     from workers.worker import RQInterfaceChanged, SeqattrWorker, check_rq_interface
 
@@ -54,7 +55,13 @@ def main() -> int:
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    cache = ModelCache(registry, settings.model_cache_dir, settings.device)
+    connection = Redis.from_url(settings.effective_redis_url)
+    cache = ModelCache(
+        registry,
+        settings.model_cache_dir,
+        settings.device,
+        on_load=lambda model_id: record_model_load(connection, model_id),
+    )
     if settings.preload:
         for model_id in model_ids:
             try:
@@ -65,7 +72,7 @@ def main() -> int:
 
     worker = SeqattrWorker(
         [queue_name(model_id) for model_id in model_ids],
-        connection=Redis.from_url(settings.effective_redis_url),
+        connection=connection,
         serializer=SERIALIZER,
         name=settings.worker_name or f"seqattr-{socket.gethostname()}-{os.getpid()}",
         model_cache=cache,

@@ -27,6 +27,7 @@ from schemas.errors import JobTimeoutError, SeqattrError
 from schemas.models import load_registry
 from schemas.redis_keys import cancel_key, result_key
 from workers.engine.run import run_attribution
+from workers.metrics import record_job
 from workers.model_cache import ModelCache
 from workers.settings import get_worker_settings
 
@@ -132,13 +133,23 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
     job.meta.pop("error", None)
     job.save_meta()
-    with runtime.heartbeats(job):
-        payload = _run(job, request, runtime)
+    started, status, engine_s = time.perf_counter(), "failed", None
+    try:
+        with runtime.heartbeats(job):
+            payload, engine_s = _run(job, request, runtime)
+        status = "finished"
+    except JobCanceled:
+        status = "canceled"
+        raise
+    finally:
+        method = str(request.get("method", "unknown"))
+        record_job(job.connection, status, method, time.perf_counter() - started, engine_s)
     return {"result_key": result_key(job.id), "bytes": len(payload)}
 
 
-def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> bytes:
-    """Run the request and store its result; on failure record the problem in the job's meta and re-raise."""
+def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes, float]:
+    """Run the request and store its result (returns its bytes and the engine's time); on failure record the
+    problem in the job's meta and re-raise."""
     progress = ProgressReporter(job, runtime.progress_interval_s)
     try:
         progress.check_canceled()
@@ -164,4 +175,4 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> bytes:
             job, SeqattrError(f"the worker failed while running the job ({type(exc).__name__})").to_problem()
         )
         raise
-    return payload
+    return payload, float(result["info"]["exec_time_s"])

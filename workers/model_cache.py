@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.errors import UnknownModelError
@@ -14,10 +15,17 @@ from workers.types import LoadedModel
 class ModelCache:
     """Registered models, loaded on first use and kept for the life of the worker."""
 
-    def __init__(self, registry: dict[str, ModelEntry], cache_dir: Path, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        registry: dict[str, ModelEntry],
+        cache_dir: Path,
+        device: str = "cpu",
+        on_load: Callable[[str], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.cache_dir = cache_dir
         self.device = device
+        self.on_load = on_load
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -27,6 +35,8 @@ class ModelCache:
         with self._lock:
             if model_id not in self._loaded:
                 self._loaded[model_id] = load_model(self.registry[model_id], self.cache_dir, self.device)
+                if self.on_load is not None:
+                    self.on_load(model_id)
             return self._loaded[model_id]
 
     def loaded_ids(self) -> list[str]:

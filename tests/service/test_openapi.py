@@ -29,6 +29,7 @@ def test_operation_ids_are_stable() -> None:
             "list_methods",
             "list_models",
             "list_step_functions",
+            "metrics",
             "readyz",
         ]
     )

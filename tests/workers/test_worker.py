@@ -191,3 +191,12 @@ def test_progress_reporter_throttles_and_sees_cancellation(clean: Redis) -> None
     with pytest.raises(JobCanceled):
         report(1, 10)
     report.finish()  # too late to cancel once the result is stored: no error
+
+
+def test_model_loads_are_reported_once_per_model(registry: dict[str, Any], tmp_path: Path) -> None:
+    loads: list[str] = []
+    cache = ModelCache(registry, tmp_path, on_load=loads.append)
+    first = cache.get("tiny-gpt2")
+    assert cache.get("tiny-gpt2") is first
+    cache.get("tiny-t5")
+    assert loads == ["tiny-gpt2", "tiny-t5"]
