@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -76,6 +77,16 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document gives the request's path (whichever routes serve them)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {verb.upper() for verb in operations}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers: ours, validation, framework HTTP errors, and anything unexpected."""
 
@@ -92,16 +103,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error: SeqattrError
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             error = RouteNotFoundError(f"no resource at {request.url.path}")
         elif exc.status_code == 405:
             error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+            # The framework lists the methods of the first route whose path matches; a resource can be
+            # served by several routes (GET and DELETE /v1/jobs/{id}).
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         elif exc.status_code == 400:
             # The framework could not read the body at all (e.g. not UTF-8).
             error = MalformedBodyError(f"the body could not be read as JSON text: {exc.detail}")
         else:
             error = HTTPProblem(exc.status_code, _phrase(exc.status_code), str(exc.detail))
-        return problem_response(error, request.url.path, dict(exc.headers or {}))
+        return problem_response(error, request.url.path, headers)
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
