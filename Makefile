@@ -24,7 +24,7 @@ ORACLE_DEPS := rich==15.0.0 jaxtyping==0.3.11 typeguard==2.13.3 matplotlib==3.11
 SERVE_STAMP := $(VENV)/.seqattr-serve.stamp
 TEST_STAMP := $(VENV)/.seqattr-test.stamp
 
-.PHONY: help deps test-deps .venv serve test lint format openapi bench fuzz clean
+.PHONY: help deps test-deps .venv serve test lint format openapi bench fuzz load clean
 
 help:
 	@echo "make serve      run API + workers + embedded Redis on 127.0.0.1:\$$PORT (default 8000)"
@@ -34,6 +34,7 @@ help:
 	@echo "make openapi    write openapi/openapi.json"
 	@echo "make bench      run the benchmark (python -m tests.bench)"
 	@echo "make fuzz       fuzz the API from openapi/openapi.json (FUZZ_EXAMPLES per operation)"
+	@echo "make load       the whole service under load on loopback (python -m tests.load \$$(LOAD_ARGS))"
 	@echo "make deps       install what serve needs into $(VENV)"
 	@echo "make test-deps  install serve's deps plus the test tools and the reference library"
 	@echo "make clean      remove $(VENV) and caches (keeps ./data)"
@@ -79,6 +80,11 @@ format: test-deps
 
 openapi: deps
 	$(BIN)/python -m service.openapi
+
+LOAD_ARGS ?=
+
+load: test-deps
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m tests.load $(LOAD_ARGS)
 
 FUZZ_EXAMPLES ?= 300
 

@@ -74,7 +74,10 @@ LONG_POLL_MAX_S = 120.0
 """Upper bound on `GET /v1/jobs/{id}?wait=S`."""
 
 LONG_POLL_INTERVAL_S = 0.2
-"""How often a long poll re-reads the job while it waits."""
+"""How often a long poll re-reads the job while it waits for no news (a worker's announcement wakes it)."""
+
+LONG_POLL_SETTLE_S = 0.005
+"""How often a woken long poll re-reads the job until RQ has recorded its end (a few milliseconds)."""
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest request body accepted (413 above): 32 inputs of 20,000 characters fit with room to spare."""

@@ -68,6 +68,11 @@ MODEL_LOADS = METRICS_PREFIX + "model_loads"
 """Hash `model` -> times a worker loaded it (a worker start, or a GGUF conversion)."""
 
 
+def job_ended_channel(job_id: str) -> str:
+    """Pub/sub channel on which a worker announces that a job's function has returned (long polls wake up)."""
+    return f"{PREFIX}ended:{job_id}"
+
+
 def job_index(owner: str | None) -> str:
     """The index of the jobs created with one API key (by its name), or of anonymous jobs."""
     return JOB_INDEX if owner is None else f"{JOB_INDEX}:key:{owner}"

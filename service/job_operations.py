@@ -5,7 +5,6 @@ Routes call these plain functions; they raise `SeqattrError`s that the handlers 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -22,7 +21,12 @@ from rq.job import JobStatus as RQJobStatus
 from starlette.concurrency import run_in_threadpool
 
 from schemas.attribution import AttributionRequest
-from schemas.defaults import LIST_MAX_SCAN, LONG_POLL_INTERVAL_S, QUEUE_FULL_RETRY_AFTER_S
+from schemas.defaults import (
+    LIST_MAX_SCAN,
+    LONG_POLL_INTERVAL_S,
+    LONG_POLL_SETTLE_S,
+    QUEUE_FULL_RETRY_AFTER_S,
+)
 from schemas.errors import (
     IdempotencyKeyReusedError,
     JobExpiredError,
@@ -137,12 +141,16 @@ def get_job(store: JobStore, job_id: str, owner: str | None = None) -> Job:
 async def wait_for_job(store: JobStore, job_id: str, wait_s: float, owner: str | None = None) -> Job:
     """The job once it reaches a terminal status, or as it is after `wait_s` seconds."""
     deadline = time.monotonic() + wait_s
-    while True:
-        job = await run_in_threadpool(get_job, store, job_id, owner)
-        remaining = deadline - time.monotonic()
-        if job.status in TERMINAL_STATUSES or remaining <= 0:
-            return job
-        await asyncio.sleep(min(LONG_POLL_INTERVAL_S, remaining))
+    announced = False
+    async with store.job_end_signal(job_id) as wait:  # subscribed before the first read: no end is missed
+        while True:
+            job = await run_in_threadpool(get_job, store, job_id, owner)
+            remaining = deadline - time.monotonic()
+            if job.status in TERMINAL_STATUSES or remaining <= 0:
+                return job
+            # Once the worker has announced the end, RQ records it within milliseconds: re-read soon.
+            interval = LONG_POLL_SETTLE_S if announced else LONG_POLL_INTERVAL_S
+            announced = await wait(min(interval, remaining)) or announced
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -166,7 +174,8 @@ def submit_attribution(
     """
     if request.model not in registry or request.model not in store.model_ids:
         raise UnknownModelError(request.model, list(registry))
-    if max_queued is not None and store.queue_length(request.model) >= max_queued:
+    waiting = store.queue_length(request.model)
+    if max_queued is not None and waiting >= max_queued:
         raise QueueFullError(request.model, max_queued, QUEUE_FULL_RETRY_AFTER_S)
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
@@ -181,7 +190,8 @@ def submit_attribution(
             store.release_idempotency_key(idempotency_key, owner)
         raise
     logger.info("job %s queued: %s on %s by %s", job_id, request.method, request.model, owner or "anonymous")
-    return _record(store, job), False
+    # A new job: not canceled, and behind the jobs that were waiting (no further round trip to Redis).
+    return job_record(job, cancel_requested=False, position=waiting), False
 
 
 def _claim(store: JobStore, key: str, owner: str | None, body_hash: str, job_id: str) -> Job | None:

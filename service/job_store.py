@@ -8,13 +8,16 @@ API's view of a job to `service.job_operations`. Key names and the serializer co
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
@@ -32,6 +35,7 @@ from schemas.redis_keys import (
     SERIALIZER,
     cancel_key,
     idempotency_key,
+    job_ended_channel,
     job_index,
     model_of_queue,
     queue_name,
@@ -69,8 +73,15 @@ class JobStore:
         retention: timeouts and TTLs given to new jobs.
     """
 
-    def __init__(self, connection: Redis, model_ids: Iterable[str], retention: Retention) -> None:
+    def __init__(
+        self,
+        connection: Redis,
+        model_ids: Iterable[str],
+        retention: Retention,
+        events: AsyncRedis | None = None,
+    ) -> None:
         self._redis = connection
+        self._events = events
         self.retention = retention
         self._queues = {
             model_id: Queue(queue_name(model_id), connection=connection, serializer=SERIALIZER)
@@ -92,6 +103,29 @@ class JobStore:
 
     def close(self) -> None:
         self._redis.close()
+
+    @asynccontextmanager
+    async def job_end_signal(self, job_id: str) -> AsyncIterator[Callable[[float], Awaitable[bool]]]:
+        """Subscribe to the job's end announcement for the block; yields `wait(timeout_s) -> announced`."""
+        if self._events is None:
+
+            async def sleep(timeout_s: float) -> bool:
+                await asyncio.sleep(timeout_s)
+                return False
+
+            yield sleep
+            return
+        pubsub = self._events.pubsub()
+        await pubsub.subscribe(job_ended_channel(job_id))
+        try:
+
+            async def wait(timeout_s: float) -> bool:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
+                return message is not None
+
+            yield wait
+        finally:
+            await pubsub.aclose()
 
     def enqueue(
         self, job_id: str, model_id: str, kind: str, request: dict[str, Any], owner: str | None = None

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from schemas.models import load_registry
 from service.auth import ApiKeys
@@ -51,7 +52,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.effective_redis_url, socket_connect_timeout=5, health_check_interval=30
     )
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
-    app.state.job_store = JobStore(connection, app.state.registry, retention)
+    events = AsyncRedis.from_url(settings.effective_redis_url, socket_connect_timeout=5)
+    app.state.job_store = JobStore(connection, app.state.registry, retention, events)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.effective_redis_url)
     service_metrics = ServiceCollector(app.state.job_store)
     app.state.metrics_registry.register(service_metrics)
@@ -64,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.metrics_registry.unregister(service_metrics)
         app.state.job_store.close()
+        await events.aclose()
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:

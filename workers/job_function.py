@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
@@ -25,7 +26,7 @@ from schemas.attribution import AttributionRequest
 from schemas.defaults import PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
 from schemas.errors import JobTimeoutError, SeqattrError
 from schemas.models import load_registry
-from schemas.redis_keys import cancel_key, result_key
+from schemas.redis_keys import cancel_key, job_ended_channel, result_key
 from workers.engine.run import run_attribution
 from workers.metrics import record_job
 from workers.model_cache import ModelCache
@@ -144,7 +145,16 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         method = str(request.get("method", "unknown"))
         record_job(job.connection, status, method, time.perf_counter() - started, engine_s)
+        _announce_end(job)
     return {"result_key": result_key(job.id), "bytes": len(payload)}
+
+
+def _announce_end(job: Job) -> None:
+    """Wake the job's long polls (they re-read the job until RQ has recorded how it ended)."""
+    try:
+        job.connection.publish(job_ended_channel(job.id), b"1")
+    except RedisError:
+        logger.warning("could not announce the end of job %s", job.id, exc_info=True)
 
 
 def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes, float]:
