@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
+
+from schemas.logs import configure_logging
 
 logger = logging.getLogger("seqattr")
 
@@ -36,7 +39,7 @@ def _serve() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(logging.INFO, "json" if os.environ.get("SEQATTR_LOG_FORMAT") == "json" else "text")
     if args.command == "serve":
         return _serve()
     return 2  # unreachable: argparse refuses unknown commands

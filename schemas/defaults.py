@@ -30,6 +30,10 @@ MAX_INPUT_CHARS = 20_000
 MAX_SEQUENCE_TOKENS = 2048
 """Upper bound on prompt + target tokens of one sequence, checked by the worker after tokenization."""
 
+MAX_JOB_COST = 20_000_000
+"""Most token-steps one job may cost (attributed steps x sequence length x method copies, summed over inputs):
+past it the worker fails the job with a 422 before computing anything (about 100 s of CPU per million)."""
+
 MAX_IG_STEPS = 1000
 """Upper bound on integrated-gradients interpolation steps."""
 

@@ -225,6 +225,44 @@ class ServiceNotReadyError(SeqattrError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class OutOfMemoryError(SeqattrError):
+    """The job needed more memory than the worker has (CPU or GPU); the worker freed it and goes on."""
+
+    slug = "out-of-memory"
+    title = "Out of memory"
+    status = 507
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"the job ran out of memory ({what}); send fewer inputs or shorter texts, fewer method steps, or "
+            "a smaller aggregation (granular output holds every hidden unit)"
+        )
+
+
+class NonFiniteScoresError(SeqattrError):
+    """The engine produced NaN or infinite scores where scores are defined (numeric overflow)."""
+
+    slug = "non-finite-scores"
+    title = "Scores are not finite"
+    status = 500
+
+
+class CostLimitError(SeqattrError):
+    """The job would cost more than the worker allows; `cost` and `limit` are in token-steps."""
+
+    slug = "cost-limit"
+    title = "Job too costly"
+    status = 422
+
+    def __init__(self, cost: int, limit: int) -> None:
+        super().__init__(
+            f"the job would cost {cost} token-steps (attributed steps x sequence length x method copies, "
+            f"summed over inputs); at most {limit} are allowed: send fewer or shorter inputs, or fewer steps",
+            cost=cost,
+            limit=limit,
+        )
+
+
 class JobTimeoutError(SeqattrError):
     slug = "job-timeout"
     title = "Job timed out"

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.defaults import DEFAULT_DATA_DIR, EMBEDDED_REDIS_PORT, MODEL_CACHE_SUBDIR
+from schemas.logs import LogFormat
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 """URL schemes redis-py's `Redis.from_url` understands."""
@@ -33,6 +34,7 @@ class CommonSettings(BaseSettings):
     )
     redis_port: int = Field(EMBEDDED_REDIS_PORT, ge=1, le=65535, description="Port of the embedded Redis.")
     data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description="Embedded Redis files and converted weights.")
+    log_format: LogFormat = Field("text", description="Log lines as plain text or one JSON object per line.")
     models: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra model registry files, separated by ':' (os.pathsep)."
     )

@@ -189,7 +189,20 @@ def submit_attribution(
         if idempotency_key is not None:
             store.release_idempotency_key(idempotency_key, owner)
         raise
-    logger.info("job %s queued: %s on %s by %s", job_id, request.method, request.model, owner or "anonymous")
+    logger.info(
+        "job %s queued: %s on %s by %s",
+        job_id,
+        request.method,
+        request.model,
+        owner or "anonymous",
+        extra={
+            "job_id": job_id,
+            "model": request.model,
+            "method": request.method,
+            "key": owner,
+            "status": "queued",
+        },
+    )
     # A new job: not canceled, and behind the jobs that were waiting (no further round trip to Redis).
     return job_record(job, cancel_requested=False, position=waiting), False
 

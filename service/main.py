@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from schemas.logs import TEXT_FORMAT, configure_logging
 from schemas.models import load_registry
 from service.auth import ApiKeys
 from service.errors import install_error_handlers
@@ -33,20 +34,27 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _log_to_stderr() -> None:
-    """The API's own loggers (`seqattr.*`) print at INFO beside uvicorn's, unless the host configured them."""
+def _configure_logs(settings: ApiSettings) -> None:
+    """The API's own loggers (`seqattr.*`) print at INFO beside uvicorn's, in the configured format; with JSON
+    logs uvicorn's own lines are JSON too (its access log is replaced by the metrics)."""
+    if settings.log_format == "json":
+        configure_logging(logging.INFO, "json")
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+        return
     root = logging.getLogger("seqattr")
     if not root.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    _log_to_stderr()
     settings: ApiSettings = app.state.settings
+    _configure_logs(settings)
     app.state.registry = load_registry(settings.models)
     connection = Redis.from_url(
         settings.effective_redis_url, socket_connect_timeout=5, health_check_interval=30

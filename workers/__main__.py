@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from redis import Redis
 
 from schemas.errors import SeqattrError
+from schemas.logs import configure_logging
 from schemas.models import RegistryError, load_registry
 from schemas.redis_keys import SERIALIZER, queue_name
 from workers.settings import WorkerSettings, get_worker_settings
@@ -38,7 +39,7 @@ def main() -> int:
     except (ValidationError, RegistryError, ValueError) as exc:
         print(f"seqattr worker: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
 
     # torch is imported only now: configuration errors above are reported without the import's delay.
     import torch
@@ -78,6 +79,7 @@ def main() -> int:
         model_cache=cache,
         heartbeat_s=settings.heartbeat_s,
         progress_interval_s=settings.progress_interval_s,
+        max_job_cost=settings.max_job_cost,
         worker_ttl=settings.worker_ttl_s,
         maintenance_interval=settings.maintenance_s,
         log_job_description=True,

@@ -9,6 +9,7 @@ RQ's own return value stays tiny. Any failure ends the job `failed` with a probl
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -17,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import torch
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from schemas.attribution import AttributionRequest
-from schemas.defaults import PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
-from schemas.errors import JobTimeoutError, SeqattrError
+from schemas.defaults import MAX_JOB_COST, PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
+from schemas.errors import JobTimeoutError, OutOfMemoryError, SeqattrError
 from schemas.models import load_registry
 from schemas.redis_keys import cancel_key, job_ended_channel, result_key
 from workers.engine.run import run_attribution
@@ -46,6 +48,7 @@ class JobRuntime:
 
     model_cache: ModelCache
     progress_interval_s: float = PROGRESS_MIN_INTERVAL_S
+    max_job_cost: int = MAX_JOB_COST
     heartbeats: Callable[[Job], AbstractContextManager[None]] = _no_heartbeats
 
 
@@ -63,9 +66,8 @@ def _current_runtime() -> JobRuntime:
     # A plain `rq worker` never calls configure(): build a model cache from the environment on first use.
     if _runtime is None:
         settings = get_worker_settings()
-        _runtime = JobRuntime(
-            ModelCache(load_registry(settings.models), settings.model_cache_dir, settings.device)
-        )
+        cache = ModelCache(load_registry(settings.models), settings.model_cache_dir, settings.device)
+        _runtime = JobRuntime(cache, max_job_cost=settings.max_job_cost)
     return _runtime
 
 
@@ -144,8 +146,13 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
         raise
     finally:
         method = str(request.get("method", "unknown"))
-        record_job(job.connection, status, method, time.perf_counter() - started, engine_s)
+        elapsed = time.perf_counter() - started
+        record_job(job.connection, status, method, elapsed, engine_s)
         _announce_end(job)
+        fields = {"job_id": job.id, "model": request.get("model"), "method": method, "status": status}
+        logger.info(
+            "job %s %s in %.2f s", job.id, status, elapsed, extra={**fields, "key": job.meta.get("owner")}
+        )
     return {"result_key": result_key(job.id), "bytes": len(payload)}
 
 
@@ -165,7 +172,7 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes,
         progress.check_canceled()
         parsed = AttributionRequest.model_validate(request)
         loaded = runtime.model_cache.get(parsed.model)
-        result = run_attribution(parsed, loaded, progress, result_id=job.id)
+        result = run_attribution(parsed, loaded, progress, result_id=job.id, max_cost=runtime.max_job_cost)
         payload = orjson.dumps(result)
         ttl = job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL_S
         job.connection.set(result_key(job.id), payload, ex=ttl)
@@ -179,6 +186,13 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes,
         raise
     except JobTimeoutException:
         _fail(job, JobTimeoutError(job.timeout).to_problem())
+        raise
+    except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
+        # Let go of what the failed job held before the worker takes the next one.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _fail(job, OutOfMemoryError(type(exc).__name__).to_problem())
         raise
     except Exception as exc:
         _fail(

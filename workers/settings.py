@@ -9,7 +9,13 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from schemas.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_S, WORKER_MAINTENANCE_S, WORKER_TTL_S
+from schemas.defaults import (
+    MAX_JOB_COST,
+    PROGRESS_MIN_INTERVAL_S,
+    WORKER_HEARTBEAT_S,
+    WORKER_MAINTENANCE_S,
+    WORKER_TTL_S,
+)
 from schemas.settings import CommonSettings
 
 
@@ -31,6 +37,9 @@ class WorkerSettings(CommonSettings):
     maintenance_s: int = Field(WORKER_MAINTENANCE_S, ge=1)
     worker_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: str = "INFO"
+    max_job_cost: int = Field(
+        MAX_JOB_COST, ge=1, description="Most token-steps one job may cost (422 past it)."
+    )
 
     @field_validator("worker_models", mode="before")
     @classmethod

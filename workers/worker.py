@@ -19,7 +19,12 @@ import rq
 from rq.job import Job
 from rq.worker import BaseWorker, SimpleWorker
 
-from schemas.defaults import PROGRESS_MIN_INTERVAL_S, WORKER_HEARTBEAT_MISSES, WORKER_HEARTBEAT_S
+from schemas.defaults import (
+    MAX_JOB_COST,
+    PROGRESS_MIN_INTERVAL_S,
+    WORKER_HEARTBEAT_MISSES,
+    WORKER_HEARTBEAT_S,
+)
 from workers import job_function
 from workers.model_cache import ModelCache
 
@@ -69,6 +74,7 @@ class SeqattrWorker(SimpleWorker):
         model_cache: the models this worker serves, loaded on first use.
         heartbeat_s: seconds between heartbeats while a job runs.
         progress_interval_s: least time between two progress writes of a job.
+        max_job_cost: most token-steps a job may cost.
         *args, **kwargs: passed to `SimpleWorker`.
     """
 
@@ -78,6 +84,7 @@ class SeqattrWorker(SimpleWorker):
         model_cache: ModelCache,
         heartbeat_s: float = WORKER_HEARTBEAT_S,
         progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
+        max_job_cost: int = MAX_JOB_COST,
         **kwargs: Any,
     ):
         check_rq_interface()
@@ -85,7 +92,9 @@ class SeqattrWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.model_cache = model_cache
         self.heartbeat_s = heartbeat_s
-        job_function.configure(job_function.JobRuntime(model_cache, progress_interval_s, self.heartbeats))
+        job_function.configure(
+            job_function.JobRuntime(model_cache, progress_interval_s, max_job_cost, self.heartbeats)
+        )
 
     def get_heartbeat_ttl(self, job: Job) -> int:  # noqa: ARG002 (same for every job)
         """How long a running job's registry entry lives without a fresh heartbeat."""

@@ -327,3 +327,36 @@ def test_model_token_limit_is_enforced(tiny_entries, tmp_path, model_id: str) ->
 def test_decoder_only_forced_text_must_start_with_the_prompt(run_engine, model_id: str) -> None:
     with pytest.raises(InvalidRequestError):
         run_engine(**_request(model_id, generated_texts=["A dog barked at the mailman."]))
+
+
+def test_a_job_over_the_cost_limit_is_refused_before_it_runs(engine_model) -> None:
+    from schemas.attribution import AttributionRequest
+    from schemas.errors import CostLimitError
+    from workers.engine.run import run_attribution
+
+    request = AttributionRequest(
+        **_request("tiny-gpt2", method="integrated_gradients", method_args={"n_steps": 10})
+    )
+    calls: list[tuple[int, int]] = []
+    with pytest.raises(CostLimitError) as err:
+        run_attribution(
+            request, engine_model("tiny-gpt2"), lambda *a: calls.append(a), result_id="x", max_cost=50
+        )
+    assert err.value.status == 422 and err.value.extensions["limit"] == 50
+    assert err.value.extensions["cost"] > 50 and calls == []  # nothing was computed
+
+
+def test_non_finite_scores_fail_the_job(tiny_entries, tmp_path) -> None:
+    import torch
+
+    from schemas.attribution import AttributionRequest
+    from schemas.errors import NonFiniteScoresError
+    from workers.engine.run import run_attribution
+    from workers.model_loading import load_model
+
+    loaded = load_model(tiny_entries["tiny-llama"], tmp_path)  # a private copy: its weights are spoiled below
+    with torch.no_grad():
+        loaded.model.get_input_embeddings().weight[:, 0] = float("inf")
+    request = AttributionRequest(**_request("tiny-llama", step_scores=["probability"]))
+    with pytest.raises(NonFiniteScoresError, match="NaN or infinite"):
+        run_attribution(request, loaded, lambda *_: None, result_id="x")

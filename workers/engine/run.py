@@ -15,6 +15,7 @@ import torch
 
 from schemas.aggregators import Aggregator
 from schemas.attribution import AttributionRequest
+from schemas.errors import CostLimitError, NonFiniteScoresError
 from schemas.results import AttributionResult, Cell, SequenceAttribution, Token
 from workers.engine.aggregation import aggregate
 from workers.engine.model_io import SequenceIO
@@ -71,8 +72,27 @@ def _tokens(loaded: LoadedModel, ids: list[int], clean_special_chars: bool = Fal
     ]
 
 
+def _check_finite(
+    index: int, source: torch.Tensor | None, target: torch.Tensor | None, positions: list[int]
+) -> None:
+    """NonFiniteScoresError when a defined score is NaN or infinite (target cells at or after their step are
+    undefined, and NaN on purpose)."""
+    bad = 0 if source is None else int((~torch.isfinite(source)).sum())
+    if target is not None:
+        rows = torch.arange(target.shape[0])[:, None]
+        undefined = rows >= torch.tensor(positions)[None, :]
+        undefined = undefined.reshape(*undefined.shape, *([1] * (target.ndim - 2)))
+        bad += int((~(torch.isfinite(target) | undefined)).sum())
+    if bad:
+        raise NonFiniteScoresError(
+            f"sequence {index}: {bad} scores came out NaN or infinite (a numeric overflow in the model or "
+            "the attributed function); try float32 weights, another attributed function or another method"
+        )
+
+
 def _attribute_sequence(
     loaded: LoadedModel,
+    index: int,
     seq: EncodedSequence,
     method: AttributionMethod,
     request: AttributionRequest,
@@ -89,8 +109,11 @@ def _attribute_sequence(
         # Reduce each chunk as soon as it exists: the unreduced [length, steps, hidden] never piles up.
         columns.append(aggregate(raw, reducers, request.aggregation.normalize))
         advance(len(part))
-    source = [c.source for c in columns if c.source is not None]
-    target = [c.target for c in columns if c.target is not None]
+    source_parts = [c.source for c in columns if c.source is not None]
+    target_parts = [c.target for c in columns if c.target is not None]
+    source = torch.cat(source_parts, dim=1) if source_parts else None
+    target = torch.cat(target_parts, dim=1) if target_parts else None
+    _check_finite(index, source, target, seq.positions)
     step_scores = scorer.step_scores()
     warnings.extend(scorer.warnings)
     clean = request.clean_special_chars
@@ -100,8 +123,8 @@ def _attribute_sequence(
         "target": _tokens(loaded, seq.target_ids, clean),
         "attr_pos_start": seq.attr_pos_start,
         "attr_pos_end": seq.attr_pos_end,
-        "source_attributions": _matrix(torch.cat(source, dim=1)) if source else None,
-        "target_attributions": _matrix(torch.cat(target, dim=1)) if target else None,
+        "source_attributions": None if source is None else _matrix(source),
+        "target_attributions": None if target is None else _matrix(target),
         "step_scores": step_scores,
         "sequence_scores": {},
         "contrast_source": None
@@ -114,8 +137,18 @@ def _attribute_sequence(
     }
 
 
+def job_cost(request: AttributionRequest, sequences: list[EncodedSequence]) -> int:
+    """Token-steps: attributed steps x sequence length x method copies (path points), summed over inputs."""
+    copies = int(request.method_args.get("n_steps", 1))
+    return sum(len(s.positions) * (len(s.source_ids) + len(s.target_ids)) * copies for s in sequences)
+
+
 def run_attribution(
-    request: AttributionRequest, loaded: LoadedModel, on_progress: ProgressFn, result_id: str
+    request: AttributionRequest,
+    loaded: LoadedModel,
+    on_progress: ProgressFn,
+    result_id: str,
+    max_cost: int | None = None,
 ) -> AttributionResult:
     """Run one attribution request.
 
@@ -124,10 +157,13 @@ def run_attribution(
         loaded: its model.
         on_progress: called with (done, total) attributed steps over all inputs.
         result_id: the result's `id` (the job's).
+        max_cost: refuse (CostLimitError, 422) a job costing more token-steps (`job_cost`).
     """
     started = time.perf_counter()
     method = build_method(request.method, request.method_args)
     sequences = encode_sequences(loaded, request)
+    if max_cost is not None and (cost := job_cost(request, sequences)) > max_cost:
+        raise CostLimitError(cost, max_cost)
     total = sum(len(s.positions) for s in sequences)
     done = 0
     on_progress(0, total)
@@ -138,7 +174,10 @@ def run_attribution(
         on_progress(done, total)
 
     warnings: list[str] = []
-    results = [_attribute_sequence(loaded, seq, method, request, advance, warnings) for seq in sequences]
+    results = [
+        _attribute_sequence(loaded, index, seq, method, request, advance, warnings)
+        for index, seq in enumerate(sequences)
+    ]
     return {
         "id": result_id,
         "model": {

@@ -8,6 +8,7 @@ forward over the prefix `contrast[:j]`, so one no-grad forward serves every step
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -139,4 +140,7 @@ class SequenceScorer:
         except NoActiveDropoutError as exc:
             self.warnings.append(f"step score {name!r} is null: {exc}")
             return [None] * len(self.positions)
-        return [None if v != v else v for v in values.float().tolist()]
+        scores = values.float()
+        if not bool(torch.isfinite(scores).all()):
+            self.warnings.append(f"step score {name!r} is null where it came out NaN or infinite")
+        return [v if math.isfinite(v) else None for v in scores.tolist()]
