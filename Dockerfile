@@ -97,4 +97,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 
 # The API. Workers: `python -m workers` (same image; set REDIS_URL, and SEQATTR_DEVICE=cuda on a GPU).
-CMD ["sh", "-c", "exec uvicorn service.main:create_app --factory --host 0.0.0.0 --port \"${PORT}\""]
+CMD ["sh", "-c", "exec seqattr api --host 0.0.0.0 --port \"${PORT}\" --workers \"${SEQATTR_API_WORKERS:-1}\""]

@@ -160,6 +160,6 @@ def serve(settings: ServeSettings, stop_signal: StopSignal | None = None) -> int
 
 def _api_args(settings: ServeSettings) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
-        "--host", settings.host, "--port", str(settings.port),
+        sys.executable, "-m", "cli", "api",
+        "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.api_workers),
     ]  # fmt: skip

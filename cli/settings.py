@@ -16,6 +16,7 @@ class ServeSettings(CommonSettings):
     host: str = Field(DEFAULT_HOST, description="Interface the API listens on.")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535, validation_alias=AliasChoices("SEQATTR_PORT", "PORT"))
     workers: int = Field(1, ge=0, le=64, description="Worker processes the runner starts.")
+    api_workers: int = Field(1, ge=1, le=64, description="API processes sharing the port.")
 
 
 @functools.cache

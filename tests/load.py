@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enqueue", type=int, default=2000, help="submits of the API-alone phase")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--api-workers", type=int, default=2, help="API processes (seqattr api --workers)")
     parser.add_argument("--single", type=int, default=50, help="jobs of the one-client overhead phase")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="seqattr-load-") as tmp:
@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             workers = [spawn([sys.executable, "-m", "workers"], worker_env) for _ in range(args.workers)]
             api = spawn(
-                [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--port", str(port),
-                 "--workers", str(args.api_workers), "--log-level", "warning", "--no-access-log"],
+                [sys.executable, "-m", "cli", "api", "--port", str(port), "--workers", str(args.api_workers),
+                 "--log-level", "warning", "--no-access-log"],
                 env,
             )  # fmt: skip
             url = f"http://127.0.0.1:{port}"
