@@ -5,6 +5,7 @@ Names follow the reference library's `model.attribute`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -49,6 +50,16 @@ def _validated(model: type[BaseModel], data: dict[str, Any], *loc: str | int) ->
     except ValidationError as exc:
         errors = [{**error, "loc": (*loc, *error["loc"])} for error in exc.errors()]
         raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
+
+
+def _args_of(
+    models: Mapping[str, type[BaseModel]], chosen: str | None, args: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments of the chosen method or function, validated by its own model (errors located under the
+    field) and stored with defaults filled, so the stored request says exactly what ran."""
+    if chosen is None:  # the id itself was invalid; that error is reported already
+        return args
+    return _validated(models[chosen], args)
 
 
 class GenerationArgs(BaseModel):
@@ -180,12 +191,7 @@ class AttributionRequest(BaseModel):
     @field_validator("method_args")
     @classmethod
     def _method_args(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        # Validated against the chosen method's own model (errors located under method_args) and stored
-        # with defaults filled, so the stored request says exactly what ran.
-        method = info.data.get("method")
-        if method is None:  # the method itself was invalid; that error is reported already
-            return args
-        return METHOD_ARGS[method].model_validate(args).model_dump()
+        return _args_of(METHOD_ARGS, info.data.get("method"), args)
 
     @field_validator("attributed_fn")
     @classmethod
@@ -203,10 +209,7 @@ class AttributionRequest(BaseModel):
     @field_validator("attributed_fn_args")
     @classmethod
     def _attributed_fn_args(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        fn = info.data.get("attributed_fn")
-        if fn is None:  # the function itself was invalid; that error is reported already
-            return args
-        return _validated(STEP_FUNCTION_PARAMS[fn], args)
+        return _args_of(STEP_FUNCTION_PARAMS, info.data.get("attributed_fn"), args)
 
     @field_validator("step_scores")
     @classmethod

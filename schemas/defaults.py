@@ -110,6 +110,12 @@ MAX_QUEUED_JOBS = 1000
 QUEUE_FULL_RETRY_AFTER_S = 10
 """`Retry-After` sent when a model's queue is full."""
 
+REDIS_CONNECT_TIMEOUT_S = 2.0
+"""Longest the API waits to connect to Redis before answering 503."""
+
+REDIS_COMMAND_TIMEOUT_S = 5.0
+"""Longest the API waits for one Redis reply before answering 503."""
+
 READYZ_RETRY_AFTER_S = 5
 """`Retry-After` sent with a 503 from `/readyz`."""
 

@@ -48,8 +48,9 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def get_caller(request: Request) -> str | None:
-    """The calling key's name (None without keys); the name is kept on the request for the access log."""
+async def get_caller(request: Request) -> str | None:
+    """The calling key's name (None without keys); the name is kept on the request for the access log.
+    `async`: no I/O, so no worker-thread hand-off."""
     caller = request.app.state.api_keys.caller(presented_key(request))
     request.state.caller = caller
     return caller

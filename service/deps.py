@@ -1,4 +1,7 @@
-"""Typed dependencies: the resources `lifespan` puts on `app.state`, injected into routes."""
+"""Typed dependencies: the resources `lifespan` puts on `app.state`, injected into routes.
+
+They are `async` because they do no I/O: FastAPI runs a plain `def` dependency in a worker thread, and that
+hand-off costs more than the lookup itself."""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ from service.job_store import JobStore
 from service.settings import ApiSettings
 
 
-def get_app_settings(request: Request) -> ApiSettings:
+async def get_app_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_job_store(request: Request) -> JobStore:
+async def get_job_store(request: Request) -> JobStore:
     return request.app.state.job_store
 
 
-def get_registry(request: Request) -> dict[str, ModelEntry]:
+async def get_registry(request: Request) -> dict[str, ModelEntry]:
     return request.app.state.registry
 
 

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from schemas.defaults import REDIS_COMMAND_TIMEOUT_S, REDIS_CONNECT_TIMEOUT_S
 from schemas.logs import TEXT_FORMAT, configure_logging
 from schemas.models import load_registry
 from service.auth import ApiKeys
@@ -56,8 +57,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     _configure_logs(settings)
     app.state.registry = load_registry(settings.models)
+    # Bounded waits: a submit talks to Redis on the event loop, so a Redis that stops answering must turn
+    # into a 503 within seconds, never a hang.
     connection = Redis.from_url(
-        settings.effective_redis_url, socket_connect_timeout=5, health_check_interval=30
+        settings.effective_redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_COMMAND_TIMEOUT_S,
+        health_check_interval=30,
     )
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
     events = AsyncRedis.from_url(settings.effective_redis_url, socket_connect_timeout=5)

@@ -24,8 +24,8 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "seqattr_http_requests",
-            "HTTP requests answered.",
-            ["route", "method", "status"],
+            "HTTP requests answered, by route template, method, status and API key name.",
+            ["route", "method", "status", "key"],
             registry=registry,
         )
         self.latency = Histogram(
@@ -63,7 +63,9 @@ class RequestMetrics:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.requests.labels(template, method, str(status)).inc()
+            # The key's name, as authentication left it on the request (never the key itself).
+            key = scope.get("state", {}).get("caller") or "anonymous"
+            self.metrics.requests.labels(template, method, str(status), key).inc()
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
 
 

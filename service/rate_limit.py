@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from starlette.concurrency import run_in_threadpool
 
 from schemas.errors import RateLimitedError
 from service.auth import CallerDep
@@ -32,6 +33,10 @@ class RateLimiter:
             MovingWindowRateLimiter(storage_from_string(_storage_uri(redis_url))) if self.rates else None
         )
 
+    @property
+    def enabled(self) -> bool:
+        return self._limiter is not None
+
     def hit(self, identity: str) -> None:
         """Count one request of `identity`; RateLimitedError (429) when a rate is exceeded."""
         if self._limiter is None:
@@ -42,12 +47,14 @@ class RateLimiter:
                 raise RateLimitedError(str(rate), max(1, math.ceil(reset - time.time())))
 
 
-def enforce_rate_limit(request: Request, caller: CallerDep) -> str | None:
-    """Count the request against its caller's rate; returns the caller."""
-    identity = (
-        f"key:{caller}" if caller is not None else f"addr:{request.client.host if request.client else '?'}"
-    )
-    request.app.state.rate_limiter.hit(identity)
+async def enforce_rate_limit(request: Request, caller: CallerDep) -> str | None:
+    """Count the request against its caller's rate (in a worker thread: this Redis client is synchronous);
+    returns the caller. With the limit off it costs nothing, not even a thread hand-off."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if limiter.enabled:
+        host = request.client.host if request.client else "?"
+        identity = f"key:{caller}" if caller is not None else f"addr:{host}"
+        await run_in_threadpool(limiter.hit, identity)
     return caller
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -98,6 +101,51 @@ def submit_throughput(url: str, clients: int, count: int) -> dict[str, Any]:
     }
 
 
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model": "%s", "inputs": ["%s"], "generation_args": {"max_new_tokens": 1}}'
+"""
+
+
+def submit_throughput_wrk(url: str, clients: int, seconds: int) -> dict[str, Any] | None:
+    """The API-alone phase driven by `wrk` (a C load generator, when installed): it measures the service
+    rather than a Python client competing for the same cores. None without wrk."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % (QUEUED_ONLY, TEXT))
+        script.flush()
+        out = subprocess.run(
+            [
+                wrk,
+                "-t2",
+                f"-c{clients}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                url + "/v1/attributions",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 30,
+        ).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    quantiles: dict[str, float] = {}
+    for q, value, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", out, flags=re.MULTILINE):
+        quantiles[q] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "requests_per_s": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": quantiles.get("50", 0.0),
+        "p90_ms": quantiles.get("90", 0.0),
+        "p99_ms": quantiles.get("99", 0.0),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
 def jobs_end_to_end(url: str, clients: int, count: int) -> dict[str, Any]:
     body = {
         "model": SERVED,
@@ -163,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--api-workers", type=int, default=2, help="API processes (seqattr api --workers)")
     parser.add_argument("--single", type=int, default=50, help="jobs of the one-client overhead phase")
+    parser.add_argument(
+        "--wrk-seconds",
+        type=int,
+        default=10,
+        help="also drive the API-alone phase with wrk, if installed (0: no)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="seqattr-load-") as tmp:
         root = Path(tmp)
@@ -175,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 "SEQATTR_MODELS": str(registry),
                 "SEQATTR_DATA_DIR": str(root / "data"),
                 "SEQATTR_RATE_LIMIT": "off",
-                "SEQATTR_MAX_QUEUED_JOBS": str(args.enqueue + args.jobs + 10),
+                "SEQATTR_MAX_QUEUED_JOBS": "10000000",
                 "SEQATTR_LOG_LEVEL": "WARNING",
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
@@ -197,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 _wait_ready(url, args.workers)
                 enqueue = submit_throughput(url, args.clients, args.enqueue)
+                with_wrk = (
+                    submit_throughput_wrk(url, args.clients, args.wrk_seconds) if args.wrk_seconds else None
+                )
                 end_to_end = jobs_end_to_end(url, args.clients, args.jobs)
                 # One client, one job at a time: the service's own overhead, without queueing behind others.
                 single = jobs_end_to_end(url, 1, args.single)
@@ -205,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
                 for worker in workers:
                     stop(worker, "worker")
     _report(args, enqueue, end_to_end)
+    if with_wrk is not None:
+        w = with_wrk
+        print(
+            f"\nsubmit (API alone, queued) driven by wrk, {args.wrk_seconds} s, {args.clients} connections: "
+            f"{w['requests_per_s']:.0f} req/s, p50 {w['p50_ms']:.1f} ms, p90 {w['p90_ms']:.1f} ms, "
+            f"p99 {w['p99_ms']:.1f} ms, {w['non_2xx']} answers other than 2xx"
+        )
     print("\nOne client, one job at a time:")
     _report_jobs(single)
     ok = all(run["lost_or_failed"] == 0 and run["duplicated_ids"] == 0 for run in (end_to_end, single))

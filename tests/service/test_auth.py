@@ -78,6 +78,9 @@ def test_a_job_is_visible_to_its_key_only(keyed_api: str) -> None:
         assert first.status_code == other.status_code == 202
         assert first.json()["id"] != other.json()["id"]
         assert alice.delete(f"/v1/jobs/{job_id}").status_code == 202  # the owner can cancel it
+        metrics = alice.get("/metrics").text
+        assert 'key="alice"' in metrics and 'key="bob"' in metrics
+        assert ALICE not in metrics and BOB not in metrics
 
 
 def test_bad_key_configuration_is_refused() -> None:

@@ -49,7 +49,12 @@ def test_metrics_cover_requests_queues_workers_and_jobs(client: httpx.Client) ->
     assert _value(samples, "seqattr_job_duration_seconds_count", method="saliency") >= 2
     assert _value(samples, "seqattr_engine_seconds_count", method="saliency") >= 1
     posts = _value(
-        samples, "seqattr_http_requests_total", route="/v1/attributions", method="POST", status="202"
+        samples,
+        "seqattr_http_requests_total",
+        route="/v1/attributions",
+        method="POST",
+        status="202",
+        key="anonymous",
     )
     assert posts >= 3
     assert _value(samples, "seqattr_http_requests_total", route="/v1/jobs/{job_id}", method="GET") >= 2
