@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from schemas.defaults import SHUTDOWN_GRACE_S
 
@@ -33,15 +34,27 @@ def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
 
 def stop(process: subprocess.Popen[bytes], name: str, grace_s: float = SHUTDOWN_GRACE_S) -> int | None:
     """SIGTERM, then SIGKILL after `grace_s`; returns the exit code."""
-    if process.poll() is not None:
-        return process.returncode
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        logger.warning("%s (pid %d) did not stop within %.0f s; killing it", name, process.pid, grace_s)
-        process.kill()
-        return process.wait()
+    return stop_all([(process, name)], grace_s)[0]
+
+
+def stop_all(
+    processes: list[tuple[subprocess.Popen[bytes], str]], grace_s: float = SHUTDOWN_GRACE_S
+) -> list[int | None]:
+    """SIGTERM to every process at once (one signal each: a second one would make an RQ worker abandon its
+    job), then wait for them together, SIGKILL what is left after `grace_s`; returns the exit codes."""
+    for process, _ in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    codes: list[int | None] = []
+    for process, name in processes:
+        try:
+            codes.append(process.wait(max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s (pid %d) did not stop within %.0f s; killing it", name, process.pid, grace_s)
+            process.kill()
+            codes.append(process.wait())
+    return codes
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -18,7 +18,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from cli.processes import child_env, port_in_use, spawn, stop
+from cli.processes import child_env, port_in_use, spawn, stop, stop_all
 from cli.redis_server import EmbeddedRedis, RedisStartError
 from cli.settings import ServeSettings
 from schemas.defaults import SUPERVISOR_BACKOFF_S, SUPERVISOR_POLL_S, SUPERVISOR_STABLE_S
@@ -61,10 +61,6 @@ class Child:
         self.restart_at = now + self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, SUPERVISOR_BACKOFF_S[1])
 
-    def stop(self) -> None:
-        if self.process is not None:
-            _stop_part(self.process, self.name)
-
 
 class StopSignal:
     """Records SIGINT/SIGTERM instead of raising, so a stop never interrupts a start half-way; the runner
@@ -90,11 +86,13 @@ class StopSignal:
         return self.event.is_set()
 
 
-def _stop_part(process: subprocess.Popen[bytes], name: str) -> None:
-    code = stop(process, name)
+def _how(code: int | None) -> str:
     # uvicorn re-raises the SIGTERM it handled once it has shut down: that is a clean stop too.
-    how = f"on {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-    logger.info("%s stopped (%s)", name, how)
+    return f"on {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+
+
+def _stop_part(process: subprocess.Popen[bytes], name: str) -> None:
+    logger.info("%s stopped (%s)", name, _how(stop(process, name)))
 
 
 def serve(settings: ServeSettings, stop_signal: StopSignal | None = None) -> int:
@@ -147,8 +145,10 @@ def serve(settings: ServeSettings, stop_signal: StopSignal | None = None) -> int
         logger.error("%s", exc)
         code = 1
     finally:
-        for worker in workers:
-            worker.stop()
+        # Every worker is told to stop at once, each finishing its job within the same grace period.
+        running = [(w.process, w.name) for w in workers if w.process is not None]
+        for (_, name), exit_code in zip(running, stop_all(running), strict=True):
+            logger.info("%s stopped (%s)", name, _how(exit_code))
         if api is not None:
             _stop_part(api, "API")
         if redis is not None:

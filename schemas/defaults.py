@@ -95,6 +95,13 @@ LIST_MAX_LIMIT = 100
 LIST_MAX_SCAN = 1000
 """Index entries one `GET /v1/jobs` page may inspect while filtering by status before it returns a cursor."""
 
+IDEMPOTENCY_IN_FLIGHT_S = 2.0
+"""How long after its claim an Idempotency-Key whose job is not in Redis yet counts as being enqueued by
+a concurrent request (a replay waits for that job) rather than as freed by a deleted job."""
+
+IDEMPOTENCY_POLL_S = 0.01
+"""How often a replay looks for the job a concurrent request is enqueueing."""
+
 MIN_API_KEY_LENGTH = 16
 """Shortest API key accepted in the configuration (shorter ones are guessable)."""
 

@@ -22,6 +22,15 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 """URL schemes redis-py's `Redis.from_url` understands."""
 
 
+def redacted_url(url: str) -> str:
+    """The URL with its password (if any) replaced by `***`, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 class CommonSettings(BaseSettings):
     """What the API, the runner and the workers all need: where Redis is and which models exist."""
 
@@ -46,7 +55,8 @@ class CommonSettings(BaseSettings):
             return None
         scheme = urlsplit(url).scheme
         if scheme not in REDIS_SCHEMES:
-            raise ValueError(f"REDIS_URL must start with one of {', '.join(REDIS_SCHEMES)}://, got {url!r}")
+            shown = redacted_url(url)
+            raise ValueError(f"REDIS_URL must start with one of {', '.join(REDIS_SCHEMES)}://, got {shown!r}")
         return url
 
     @field_validator("models", mode="before")
@@ -73,6 +83,11 @@ class CommonSettings(BaseSettings):
     def effective_redis_url(self) -> str:
         """The URL clients connect to: the given one, or the embedded server's."""
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def redis_url_for_logs(self) -> str:
+        """The Redis URL without its password."""
+        return redacted_url(self.effective_redis_url)
 
     @property
     def model_cache_dir(self) -> Path:

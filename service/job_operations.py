@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas.attribution import AttributionRequest
 from schemas.defaults import (
+    IDEMPOTENCY_IN_FLIGHT_S,
+    IDEMPOTENCY_POLL_S,
     LIST_MAX_SCAN,
     LONG_POLL_INTERVAL_S,
     LONG_POLL_SETTLE_S,
@@ -174,16 +176,16 @@ def submit_attribution(
     """
     if request.model not in registry or request.model not in store.model_ids:
         raise UnknownModelError(request.model, list(registry))
-    waiting = store.queue_length(request.model)
-    if max_queued is not None and waiting >= max_queued:
-        raise QueueFullError(request.model, max_queued, QUEUE_FULL_RETRY_AFTER_S)
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
-    if idempotency_key is not None:
+    if idempotency_key is not None:  # a replay answers with the earlier job, however full the queue is
         earlier = _claim(store, idempotency_key, owner, request_hash(payload), job_id)
         if earlier is not None:
             return earlier, True
     try:
+        waiting = store.queue_length(request.model)
+        if max_queued is not None and waiting >= max_queued:
+            raise QueueFullError(request.model, max_queued, QUEUE_FULL_RETRY_AFTER_S)
         job = store.enqueue(job_id, request.model, "attribution", payload, owner)
     except Exception:
         if idempotency_key is not None:
@@ -213,14 +215,22 @@ def _claim(store: JobStore, key: str, owner: str | None, body_hash: str, job_id:
         existing = store.claim_idempotency_key(key, owner, body_hash, job_id)
         if existing is None:
             return None
-        existing_id, existing_hash = existing
+        existing_id, existing_hash, claimed_at = existing
         if existing_hash != body_hash:
             raise IdempotencyKeyReusedError(key, existing_id)
-        try:
-            return get_job(store, existing_id, owner)
-        except (UnknownJobError, JobExpiredError):
-            # The earlier job was deleted or has expired: the key is free for a new one.
-            store.release_idempotency_key(key, owner)
+        in_flight_until = claimed_at + IDEMPOTENCY_IN_FLIGHT_S
+        while True:
+            try:
+                return get_job(store, existing_id, owner)
+            except JobExpiredError:
+                break
+            except UnknownJobError:
+                # Claimed a moment ago: the request that claimed it is enqueueing its job right now.
+                if time.time() >= in_flight_until:
+                    break
+                time.sleep(IDEMPOTENCY_POLL_S)
+        # The earlier job was deleted or has expired: the key is free for a new one.
+        store.release_idempotency_key(key, owner)
     return None
 
 
@@ -241,7 +251,10 @@ def delete_job(store: JobStore, job_id: str, owner: str | None = None) -> Job | 
     """Cancel a queued or running job (returns it, now canceled) or delete an ended one (returns None)."""
     job = _fetch(store, job_id, owner)
     record = _record(store, job)
-    if record.status in TERMINAL_STATUSES:
+    # A running job asked to stop reads `canceled` at once, but its worker is still at it: only once RQ has
+    # recorded its end may the record and the result be deleted (or the job would come back, finished).
+    still_running = job.get_status(refresh=False) == "started"
+    if record.status in TERMINAL_STATUSES and not still_running:
         store.delete(job)
         return None
     store.cancel(job)

@@ -18,6 +18,7 @@ from typing import Any, cast
 import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
@@ -106,21 +107,33 @@ class JobStore:
 
     @asynccontextmanager
     async def job_end_signal(self, job_id: str) -> AsyncIterator[Callable[[float], Awaitable[bool]]]:
-        """Subscribe to the job's end announcement for the block; yields `wait(timeout_s) -> announced`."""
+        """Subscribe to the job's end announcement for the block; yields `wait(timeout_s) -> announced`.
+
+        Without a subscription (no event client, or Redis refused one: too many long polls, an outage) the
+        wait is a plain sleep, and the long poll falls back to re-reading the job on its interval.
+        """
+
+        async def sleep(timeout_s: float) -> bool:
+            await asyncio.sleep(timeout_s)
+            return False
+
         if self._events is None:
-
-            async def sleep(timeout_s: float) -> bool:
-                await asyncio.sleep(timeout_s)
-                return False
-
             yield sleep
             return
         pubsub = self._events.pubsub()
-        await pubsub.subscribe(job_ended_channel(job_id))
         try:
+            try:
+                await pubsub.subscribe(job_ended_channel(job_id))
+            except RedisError:
+                yield sleep
+                return
 
             async def wait(timeout_s: float) -> bool:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
+                except RedisError:
+                    await asyncio.sleep(timeout_s)
+                    return False
                 return message is not None
 
             yield wait
@@ -251,17 +264,17 @@ class JobStore:
 
     def claim_idempotency_key(
         self, key: str, owner: str | None, body_hash: str, job_id: str
-    ) -> tuple[str, str] | None:
-        """Bind `owner`'s `key` to a new job, or return the (job id, body hash) it is already bound to."""
+    ) -> tuple[str, str, float] | None:
+        """Bind `owner`'s `key` to a new job, or return the (job id, body hash, claim time) it is bound to."""
         redis_key = idempotency_key(key, owner)
-        value = orjson.dumps({"job_id": job_id, "body_hash": body_hash})
+        value = orjson.dumps({"job_id": job_id, "body_hash": body_hash, "claimed_at": time.time()})
         if self._redis.set(redis_key, value, nx=True, ex=self.retention.result_ttl_s):
             return None
         existing = self._redis.get(redis_key)
         if existing is None:  # expired between the two calls: try once more
             return self.claim_idempotency_key(key, owner, body_hash, job_id)
         data = orjson.loads(existing)
-        return data["job_id"], data["body_hash"]
+        return data["job_id"], data["body_hash"], float(data.get("claimed_at", 0.0))
 
     def release_idempotency_key(self, key: str, owner: str | None) -> None:
         self._redis.delete(idempotency_key(key, owner))

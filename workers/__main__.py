@@ -84,7 +84,7 @@ def main() -> int:
         maintenance_interval=settings.maintenance_s,
         log_job_description=True,
     )
-    logger.info("serving %s on %s", ", ".join(model_ids), settings.effective_redis_url)
+    logger.info("serving %s on %s", ", ".join(model_ids), settings.redis_url_for_logs)
     worker.work(logging_level=settings.log_level)
     return 0
 

@@ -114,8 +114,6 @@ class ProgressReporter:
 
 
 def _fail(job: Job, problem: dict[str, Any]) -> None:
-    # The job's retry is for a lost worker only: a failure the job reports itself would fail again.
-    job.retries_left = 0
     job.meta["error"] = problem
     job.save_meta()
 
@@ -129,6 +127,9 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_attribution_job must run inside an RQ worker")
+    # The job's retry is for a lost worker only, which RQ reads back from Redis when it finds the job
+    # abandoned; any failure this process sees and reports would only fail again, so it is never retried.
+    job.retries_left = 0
     runtime = _current_runtime()
     # The queued-TTL still stands on the job key; a job that starts late must not expire while it runs.
     # RQ sets the retention TTL when the job ends.
@@ -179,7 +180,6 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes,
         progress.finish()
     except JobCanceled:
         logger.info("job %s canceled", job.id)
-        job.retries_left = 0
         raise
     except SeqattrError as exc:
         _fail(job, exc.to_problem())

@@ -137,6 +137,13 @@ def test_cancel_running_job_stops_the_worker_on_it(client: httpx.Client) -> None
     poll(client, job["id"], lambda state: state["status"] == "started" and state["progress"]["total"] > 0)
     response = client.delete(f"/v1/jobs/{job['id']}")
     assert response.status_code == 202 and response.json()["status"] == "canceled"
+    # Deleting it again while its worker is still on it cancels again and keeps the record (else the job
+    # would come back, finished, when its worker ends); once the worker has stopped, it deletes it.
+    again = client.delete(f"/v1/jobs/{job['id']}")
+    assert again.status_code in (202, 204)
+    if again.status_code == 204:
+        return
+    assert again.json()["status"] == "canceled"
     # The worker stops at its next progress step; the job's end time appears then.
     stopped = poll(
         client, job["id"], lambda state: state["ended_at"] is not None, timeout_s=60, interval_s=0.1

@@ -325,3 +325,30 @@ def test_contrastive_integrated_gradients(run_engine, model_id: str, force: bool
     # Each step's column sums to 1, or is 0 where the contrast token is the target's (a constant 0 function).
     assert all(abs(total - 1) < 1e-4 or abs(total) < 1e-6 for total in sums), sums
     assert sum(abs(total - 1) < 1e-4 for total in sums) >= 1
+
+
+def test_too_short_contrast_targets_are_refused(run_engine) -> None:
+    with pytest.raises(InvalidRequestError, match="needs a token after its first"):
+        run_engine(**_request("tiny-gpt2", contrast_targets=["mat."], step_scores=["contrast_prob"]))
+
+
+def test_a_forced_contrastive_side_alone_attributes_nothing(run_engine) -> None:
+    # contrast_prob on forced contrastive inputs of a decoder-only model does not depend on the attributed
+    # inputs: every attribution is 0 (not a crash).
+    result = run_engine(
+        **_request(
+            "tiny-gpt2",
+            attributed_fn="contrast_prob",
+            attributed_fn_args={"contrast_force_inputs": True},
+            contrast_targets=[CONTRAST],
+        )
+    )
+    cells = [c for row in result["sequences"][0]["target_attributions"] for c in row if c is not None]
+    assert cells and all(c == 0 for c in cells)
+
+
+def test_contrast_sources_alone_warn_that_the_default_attribution_is_zero(run_engine) -> None:
+    result = run_engine(
+        **_request("tiny-bart", attributed_fn="contrast_prob_diff", contrast_sources=[CONTRAST_SOURCE])
+    )
+    assert any("attributions are 0" in warning for warning in result["info"]["warnings"])

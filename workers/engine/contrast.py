@@ -44,6 +44,11 @@ def align(
         InvalidRequestError: a pair names a position outside the target or the contrast target, or contrast
             position 0 (nothing precedes it to predict it from).
     """
+    if n_contrast < 2:
+        raise InvalidRequestError(
+            f"contrast_targets[{index}] has {n_contrast} token(s): a contrast target needs a token after its "
+            "first to compare with (for decoder-only models, give the full text, prompt included)"
+        )
     for k, (a, c) in enumerate(pairs or []):
         if a >= n_target or not 1 <= c < n_contrast:
             raise InvalidRequestError(

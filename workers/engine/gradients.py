@@ -125,6 +125,8 @@ def _body_backward(
         return torch.autograd.grad(
             graphs, inputs, grad_outputs=grad_rows, is_grads_batched=True, retain_graph=True
         )
+    except torch.cuda.OutOfMemoryError:
+        raise  # not a missing batching rule: the job fails as out-of-memory
     except RuntimeError as exc:  # an op without a batching rule: same numbers, one row at a time
         logger.warning("batched backward unavailable (%s); falling back to a per-step loop", exc)
         steps = [
@@ -172,6 +174,15 @@ def step_gradients(
 
         forwards = ChunkForwards(embeds, forward_again)
         scores = attributed_fn(out.logits, forwards)  # [batch, n]
+        if not scores.requires_grad:
+            # The function does not depend on the attributed inputs (e.g. contrast_prob on forced
+            # contrastive inputs of a decoder-only model): every gradient is zero.
+            return tuple(
+                torch.zeros((len(positions), *e.shape), dtype=e.dtype, device=e.device)
+                if e.requires_grad
+                else None
+                for e in embeds
+            )
         batch = scores.shape[0]
         w = torch.ones(batch, device=scores.device) if weights is None else weights.to(scores.device)
         # Stage 1: d score_p / d head_input (and / d any tracked output), for all steps at once: each step
@@ -180,6 +191,8 @@ def step_gradients(
         head_grad, *tracked_grads = torch.autograd.grad(
             (scores * w[:, None]).sum(), leaves, allow_unused=True
         )
+        if head_grad is None:  # only a tracked (contrastive) forward reads the inputs
+            head_grad = torch.zeros_like(head.leaf)
         rows = torch.zeros(
             (len(positions), *head.graph.shape), dtype=head_grad.dtype, device=head_grad.device
         )

@@ -64,5 +64,4 @@ def tokenizer_languages(
         yield
     finally:
         tok.src_lang = saved_source
-        if saved_target is not None:
-            tok.tgt_lang = saved_target
+        tok.tgt_lang = saved_target

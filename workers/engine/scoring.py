@@ -15,7 +15,7 @@ import torch
 
 from schemas.attribution import AttributionRequest
 from schemas.errors import InvalidRequestError
-from schemas.step_functions import STEP_FUNCTION_PARAMS
+from schemas.step_functions import STEP_FUNCTION_PARAMS, STEP_FUNCTION_SPECS
 from workers.engine.model_io import SequenceIO, dropout_active
 from workers.engine.sequences import EncodedSequence
 from workers.engine.step_functions import STEP_FUNCTION_REGISTRY, NoActiveDropoutError
@@ -47,6 +47,18 @@ class SequenceScorer:
             self._c_io = SequenceIO(io.loaded, c_seq)
             self._aligned = contrast.aligned
             self._contrast_targets = self._c_io.step_targets(contrast.aligned)
+        fn_params = request.attributed_fn_args
+        if (
+            seq.contrast is not None
+            and request.contrast_targets is None
+            and STEP_FUNCTION_SPECS[request.attributed_fn].contrastive
+            and not fn_params.get("contrast_force_inputs", False)
+        ):
+            self.warnings.append(
+                f"attributed_fn {request.attributed_fn!r} reads the contrastive target token from the "
+                "original inputs (the reference's default); with contrast_sources alone that is the target "
+                "itself: the attributions are 0; set contrast_force_inputs to attribute against the source"
+            )
         # With a shared source (encoder-decoder, no contrast source), the contrastive forward reads the
         # attributed source too: as the attributed side, it is part of the gradient (as in the reference).
         self._shares_source = (
