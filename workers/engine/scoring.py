@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from schemas.attribution import AttributionRequest
+from schemas.attribution import AttributionRequest, is_contrastive
 from schemas.errors import InvalidRequestError
-from schemas.step_functions import STEP_FUNCTION_PARAMS, STEP_FUNCTION_SPECS
+from schemas.step_functions import STEP_FUNCTION_PARAMS
 from workers.engine.model_io import SequenceIO, dropout_active
 from workers.engine.sequences import EncodedSequence
 from workers.engine.step_functions import STEP_FUNCTION_REGISTRY, NoActiveDropoutError
@@ -51,7 +51,7 @@ class SequenceScorer:
         if (
             seq.contrast is not None
             and request.contrast_targets is None
-            and STEP_FUNCTION_SPECS[request.attributed_fn].contrastive
+            and is_contrastive(request.attributed_fn)
             and not fn_params.get("contrast_force_inputs", False)
         ):
             self.warnings.append(

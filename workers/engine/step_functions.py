@@ -176,9 +176,6 @@ def top_p_size(args: StepFunctionArgs) -> torch.Tensor:
 STEP_FUNCTION_REGISTRY: dict[str, StepFunction] = {}
 """Implemented step functions by id; lists the same ids as `schemas.step_functions.STEP_FUNCTION_SPECS`."""
 
-RERUNS_FORWARD = frozenset({"mc_dropout_prob_avg"})
-"""Step functions that call `forward_again` (so gradients cannot come from the main forward alone)."""
-
 
 def register_step_function(name: str, fn: StepFunction, overwrite: bool = False) -> None:
     """Add a step function; refuses to replace an existing id silently, and ids the catalogue lacks."""
