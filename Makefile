@@ -32,7 +32,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check + mypy"
 	@echo "make format     ruff format + ruff check --fix"
 	@echo "make openapi    write openapi/openapi.json"
-	@echo "make bench      run the benchmark (python -m tests.bench)"
+	@echo "make bench      run the benchmark (python -m tests.bench \$$(BENCH_ARGS), e.g. BENCH_ARGS=\"--device cuda\")"
 	@echo "make fuzz       fuzz the API from openapi/openapi.json (FUZZ_EXAMPLES per operation)"
 	@echo "make load       the whole service under load on loopback (python -m tests.load \$$(LOAD_ARGS))"
 	@echo "make deps       install what serve needs into $(VENV)"
@@ -91,6 +91,8 @@ FUZZ_EXAMPLES ?= 300
 fuzz: test-deps
 	SEQATTR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 		$(BIN)/python -m pytest -q tests/service/test_fuzz.py
+
+BENCH_ARGS ?=
 
 bench: test-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m tests.bench $(BENCH_ARGS)

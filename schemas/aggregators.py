@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Aggregator(StrEnum):
-    """A reduction of the last unit dimension (hidden size; heads, then layers for attention)."""
+    """A reduction of one unit dimension (hidden size; heads, then layers for attention; layers for value
+    zeroing)."""
 
     description: str
 
@@ -26,6 +27,9 @@ class Aggregator(StrEnum):
     SUM = "sum", "Sum over the hidden size."
     MEAN = "mean", "Mean over the hidden size (for attention: over heads, then layers; its default)."
     ABSMAX = "absmax", "The value of largest magnitude, sign kept."
+    MAX = "max", "The largest value."
+    MIN = "min", "The smallest value."
+    PROD = "prod", "The product of the values."
 
 
 class AggregatorSpec(BaseModel):

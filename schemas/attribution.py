@@ -30,7 +30,7 @@ from schemas.defaults import (
     MAX_TOKEN_ID,
     MAX_TOKEN_INDEX,
 )
-from schemas.methods import METHOD_ARGS
+from schemas.methods import METHOD_ARGS, METHOD_SPECS
 from schemas.step_functions import STEP_FUNCTION_PARAMS, STEP_FUNCTION_SPECS
 
 Text = Annotated[str, Field(min_length=1)]
@@ -93,7 +93,12 @@ class AggregationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     aggregators: list[Aggregator] | None = Field(
-        None, max_length=1, description="Reduction over the hidden size; null means the method's default."
+        None,
+        min_length=1,
+        max_length=2,
+        description="One aggregator for every unit dimension of the method (its `unit_dims` in "
+        "`GET /v1/methods`), or one per dimension in that order (attention: heads, then layers); null means "
+        "the method's default.",
     )
     normalize: bool = True
     granular: bool = Field(False, description="Return unreduced scores (a list per cell) instead of numbers.")
@@ -253,7 +258,20 @@ class AttributionRequest(BaseModel):
         if self.generate_from_target_prefix and self.generated_texts is None:
             raise ValueError("generate_from_target_prefix needs generated_texts (the prefixes to continue)")
         self._check_contrast()
+        self._check_aggregators()
         return self
+
+    def _check_aggregators(self) -> None:
+        chosen = self.aggregation.aggregators
+        if chosen is None or self.method not in METHOD_SPECS:
+            return
+        dims = METHOD_SPECS[self.method].unit_dims
+        if len(chosen) > 1 and len(chosen) != len(dims):
+            named = ", ".join(dims) or "none"
+            raise ValueError(
+                f"aggregation.aggregators has {len(chosen)} items; method {self.method!r} has "
+                f"{len(dims)} unit dimensions ({named}): give one aggregator, or one per dimension"
+            )
 
     def _check_contrast(self) -> None:
         if self.contrast_targets_alignments is not None and self.contrast_targets is None:

@@ -161,3 +161,9 @@ SHUTDOWN_GRACE_S = 10.0
 
 REDIS_START_TIMEOUT_S = 15.0
 """How long the runner waits for the embedded Redis to answer PING."""
+
+MAX_METHOD_SAMPLES = 1000
+"""Upper bound on sampled copies per step of randomised methods (gradient_shap, lime, reagent probes)."""
+
+MAX_UNIT_INDEX = 4096
+"""Upper bound on a layer or head index in method arguments (no model has more)."""

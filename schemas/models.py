@@ -41,6 +41,11 @@ class ModelEntry(BaseModel):
     )
     dtype: Literal["float32", "float16", "bfloat16", "auto"] = "float32"
     max_sequence_tokens: int | None = Field(None, ge=1)
+    load_in_4bit: bool = Field(False, description="Quantize the weights to 4 bits (bitsandbytes, CUDA only).")
+    load_in_8bit: bool = Field(False, description="Quantize the weights to 8 bits (bitsandbytes, CUDA only).")
+    device_map: Literal["auto"] | None = Field(
+        None, description='"auto": spread a model larger than one GPU over every visible GPU (accelerate).'
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelEntry:
@@ -48,6 +53,8 @@ class ModelEntry(BaseModel):
             raise ValueError(f"model {self.id!r}: give exactly one of 'path' or 'gguf_package'")
         if self.gguf_package is not None and not self.gguf_file:
             raise ValueError(f"model {self.id!r}: 'gguf_package' needs 'gguf_file'")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError(f"model {self.id!r}: give at most one of 'load_in_4bit' or 'load_in_8bit'")
         return self
 
 

@@ -85,20 +85,57 @@ def _model_class(entry: ModelEntry, folder: Path) -> Any:
     return AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
 
 
+def _placement(entry: ModelEntry, device: str) -> dict[str, Any]:
+    """`from_pretrained` arguments for quantization and multi-GPU placement; a clear error where they cannot
+    work (bitsandbytes and device maps need CUDA)."""
+    kwargs: dict[str, Any] = {}
+    if entry.load_in_4bit or entry.load_in_8bit:
+        if not device.startswith("cuda") or not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"model {entry.id!r}: load_in_4bit / load_in_8bit need a CUDA device (bitsandbytes); this "
+                f"worker runs on {device!r}"
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelLoadError(
+                f"model {entry.id!r}: load_in_4bit / load_in_8bit need `pip install bitsandbytes`"
+            )
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if entry.dtype in ("auto", "bfloat16") else _DTYPES[entry.dtype]
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=entry.load_in_4bit, load_in_8bit=entry.load_in_8bit, bnb_4bit_compute_dtype=compute
+        )
+    if entry.device_map is not None or "quantization_config" in kwargs:
+        if not device.startswith("cuda") or not torch.cuda.is_available():
+            raise ModelLoadError(f"model {entry.id!r}: device_map needs CUDA; this worker runs on {device!r}")
+        # Quantized weights are placed at load time; "auto" spreads the layers over every visible GPU.
+        kwargs["device_map"] = entry.device_map or device
+    return kwargs
+
+
 def load_model(entry: ModelEntry, cache_dir: Path, device: str = "cpu") -> LoadedModel:
     """Load one registry entry (never with remote code) and freeze it for attribution."""
+    placement = _placement(entry, device)
     try:
         folder = _resolve_folder(entry, cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         # Eager attention: the attention method needs the weights, and it keeps numerics identical
         # to the reference library's setup.
         model = _model_class(entry, folder).from_pretrained(
-            folder, dtype=_DTYPES[entry.dtype], attn_implementation="eager", trust_remote_code=False
+            folder,
+            dtype=_DTYPES[entry.dtype],
+            attn_implementation="eager",
+            trust_remote_code=False,
+            **placement,
         )
     except ModelLoadError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelLoadError(f"model {entry.id!r} could not be loaded: {exc}") from exc
-    model.to(device).eval()
+    if "device_map" not in placement:
+        model.to(device)
+    model.eval()
     model.requires_grad_(False)
-    return LoadedModel(entry=entry, model=model, tokenizer=tokenizer, device=torch.device(device))
+    # With a device map the inputs go where the embeddings live (accelerate moves activations onwards).
+    input_device = model.get_input_embeddings().weight.device
+    return LoadedModel(entry=entry, model=model, tokenizer=tokenizer, device=input_device)

@@ -1,11 +1,20 @@
 """One benchmark measurement in its own process: `python -m tests.bench.child SPEC.json OUT.json`.
 
-The spec names the implementation (`seqattr` or `inseq`), the method and the case. The child loads the model,
-runs one warm-up, then `repeats` timed runs; before each timed run it collects garbage, hands freed heap back
-to the OS (`malloc_trim`), reads the resident set size and resets the kernel's high-water mark (writing "5"
-to /proc/self/clear_refs), so `VmHWM - VmRSS before` is the peak extra memory of that run alone.
+The spec names the implementation (`seqattr` or `inseq`), the device, the method and the case. The child loads
+the model, runs once as a warm-up, then `repeats` timed runs; a warm-up that took `single_run_s` or more is
+the only timed run (one-off costs are then negligible, and a second run would double a long case). Every run
+is measured the same way:
+- CPU: before it, the child collects garbage, hands freed heap back to the OS (`malloc_trim`), reads the
+  resident set size and resets the kernel's high-water mark (writing "5" to /proc/self/clear_refs), so
+  `VmHWM - VmRSS before` is the peak extra memory of that run alone;
+- CUDA: the clocks are read after `torch.cuda.synchronize()`, and the peak extra memory is
+  `torch.cuda.max_memory_allocated()` (reset before the run) over `torch.cuda.memory_allocated()` before it.
 
-A spec with `"kind": "generate"` instead computes the greedy continuation that the forced-target cases use.
+After the timed runs the child measures the matmul throughput of the model's shapes (`tests.bench.floor`).
+
+A failure (the method refuses, raises, or runs out of memory) is written as `{"error": "<one line>"}` so the
+parent reports it and carries on. A spec with `"kind": "generate"` instead computes the greedy continuations
+that the forced-target cases use (and the long case's prompt).
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ import os
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable
+from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +38,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from tests.bench.floor import ModelDims, matmul_throughput  # noqa: E402
+
 MODEL_ID = "smollm2-135m-instruct"
-KIB = 1024
+KIB, MIB = 1024, 1024 * 1024
 
 Outcome = dict[str, Any]
-"""What one attribution run returns for the comparison: target ids, score matrix, step scores."""
+"""What one attribution run returns for the comparison: tokens, score matrix, step scores."""
+Runner = tuple[Callable[[], Outcome], Any]
+"""The run function and the torch model it uses."""
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Memory readings (Linux /proc)
+# Readings: memory (Linux /proc, or the CUDA allocator), machine load
 
 
 def _status_kib(field: str) -> int:
@@ -69,28 +84,84 @@ def _system_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def _is_cuda(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def _sync(device: str) -> None:
+    if _is_cuda(device):
+        torch.cuda.synchronize()
+
+
+def _memory_before(device: str) -> int:
+    """Bytes in use before a run; resets the peak reading."""
+    if _is_cuda(device):
+        gc.collect()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    _trim_heap()
+    before = _status_kib("VmRSS") * KIB
+    _reset_peak()
+    return before
+
+
+def _peak_bytes(device: str) -> int:
+    if _is_cuda(device):
+        return torch.cuda.max_memory_allocated()
+    return _status_kib("VmHWM") * KIB
+
+
+def _memory_reading(device: str) -> str:
+    """What `peak_extra_mib` measures on this device."""
+    if _is_cuda(device):
+        return "cuda allocated"
+    return "rss" if _reset_peak() else "rss, peak since the process started (clear_refs refused)"
+
+
+def _measured(run: Callable[[], Outcome], device: str) -> tuple[Outcome, dict[str, float]]:
+    before = _memory_before(device)
+    wall0, cpu0, busy0 = time.perf_counter(), time.process_time(), _system_busy_s()
+    outcome = run()
+    _sync(device)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return outcome, {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        # Cores kept busy by other processes during the run: how contended the measurement was.
+        "other_cores": max(0.0, _system_busy_s() - busy0 - cpu) / wall,
+        "peak_extra_mib": (_peak_bytes(device) - before) / MIB,
+        "before_mib": before / MIB,
+    }
+
+
 def _nan_to_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_nan_to_none(v) for v in value]
     return None if value != value else value
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " / ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The two implementations
 
 
-def _loaded_model(cache_dir: Path) -> Any:
+def _loaded_model(spec: dict[str, Any]) -> Any:
     from schemas.models import load_registry
     from workers.model_loading import load_model
 
-    return load_model(load_registry()[MODEL_ID], cache_dir=cache_dir)
+    return load_model(load_registry()[MODEL_ID], cache_dir=Path(spec["cache_dir"]), device=spec["device"])
 
 
-def _seqattr_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
+def _seqattr_runner(spec: dict[str, Any]) -> Runner:
     from schemas.attribution import AttributionRequest, GenerationArgs
     from workers.engine.run import run_attribution
 
-    loaded = _loaded_model(Path(spec["cache_dir"]))
+    loaded = _loaded_model(spec)
     request = AttributionRequest(
         model=MODEL_ID,
         method=spec["method"],
@@ -108,19 +179,26 @@ def _seqattr_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
         seq = result["sequences"][0]
         return {
             "target_ids": [t["id"] for t in seq["target"]],
+            "attr_pos_start": seq["attr_pos_start"],
             "target_attributions": seq["target_attributions"],
             "step_scores": seq["step_scores"],
         }
 
-    return run
+    return run, loaded.model
 
 
-def _inseq_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
+def _inseq_runner(spec: dict[str, Any]) -> Runner:
     import inseq
 
     folder = Path(spec["cache_dir"]) / MODEL_ID
-    model = inseq.load_model(str(folder), spec["method"], model_kwargs={"attn_implementation": "eager"})
-    kwargs: dict[str, Any] = dict(spec["method_args"])
+    model = inseq.load_model(
+        str(folder),
+        spec["method"],
+        device=spec["device"],
+        model_kwargs={"attn_implementation": "eager"},
+        **spec["inseq_args"]["init"],
+    )
+    kwargs: dict[str, Any] = dict(spec["inseq_args"]["attribute"])
     if spec.get("attributed_fn"):
         kwargs["attributed_fn"] = spec["attributed_fn"]
     if spec.get("contrast_target"):
@@ -138,11 +216,12 @@ def _inseq_runner(spec: dict[str, Any]) -> Callable[[], Outcome]:
         agg = seq.aggregate()
         return {
             "target_ids": [t.id for t in seq.target],
+            "attr_pos_start": seq.attr_pos_start,
             "target_attributions": agg.target_attributions,
             "step_scores": dict(seq.step_scores or {}),
         }
 
-    return run
+    return run, model.model
 
 
 def _plain(outcome: Outcome) -> Outcome:
@@ -155,30 +234,102 @@ def _plain(outcome: Outcome) -> Outcome:
 
     return {
         "target_ids": outcome["target_ids"],
+        "attr_pos_start": outcome["attr_pos_start"],
         "target_attributions": lists(outcome["target_attributions"]),
         "step_scores": {k: lists(v) for k, v in outcome["step_scores"].items()},
     }
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Measurement
+# Greedy continuations
 
 
-def _generate(spec: dict[str, Any]) -> dict[str, Any]:
-    """The greedy continuation of the prompt, decoded without special tokens (both libraries' convention)."""
-    loaded = _loaded_model(Path(spec["cache_dir"]))
+def _long_prompt(tok: Any, paragraph: str, n_tokens: int) -> str:
+    """Words of `paragraph`, repeated, up to exactly `n_tokens` tokens (a word overshooting is skipped)."""
+    words: list[str] = []
+    for word in islice(cycle(paragraph.split()), 20 * n_tokens):
+        length = len(tok(" ".join([*words, word]))["input_ids"])
+        if length <= n_tokens:
+            words.append(word)
+        if length == n_tokens:
+            return " ".join(words)
+    raise RuntimeError(f"could not build a prompt of exactly {n_tokens} tokens")
+
+
+def _continuation(loaded: Any, prompt: str, max_new_tokens: int) -> dict[str, Any]:
+    """The greedy continuation, decoded without special tokens (both libraries' convention)."""
     tok = loaded.tokenizer
-    ids = torch.tensor([tok(spec["prompt"])["input_ids"]])
+    ids = torch.tensor([tok(prompt)["input_ids"]], device=loaded.device)
     with torch.inference_mode():
         out = loaded.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
-            max_new_tokens=spec["max_new_tokens"],
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
         )
     text = tok.decode(out[0], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    return {"generated_text": text, "n_new_tokens": int(out.shape[1] - ids.shape[1])}
+    return {
+        "prompt": prompt,
+        "n_prompt_tokens": int(ids.shape[1]),
+        "generated_text": text,
+        "max_new_tokens": max_new_tokens,
+        "n_new_tokens": int(out.shape[1] - ids.shape[1]),
+    }
+
+
+def _generate(spec: dict[str, Any]) -> dict[str, Any]:
+    loaded = _loaded_model(spec)
+    result = {"short": _continuation(loaded, spec["prompt"], spec["max_new_tokens"])}
+    if spec.get("long"):
+        long = spec["long"]
+        prompt = _long_prompt(loaded.tokenizer, long["paragraph"], long["prompt_tokens"])
+        result["long"] = _continuation(loaded, prompt, long["max_new_tokens"])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measurement
+
+
+def _attribution(spec: dict[str, Any]) -> dict[str, Any]:
+    device = spec["device"]
+    stage = "load"
+    try:
+        started = time.perf_counter()
+        make = _seqattr_runner if spec["impl"] == "seqattr" else _inseq_runner
+        run, model = make(spec)
+        load_s = time.perf_counter() - started
+        stage = "warm-up"
+        first, first_metrics = _measured(run, device)
+        outcome = _plain(first)  # its scores are the ones compared
+        del first
+        runs = []
+        if first_metrics["wall_s"] < spec["single_run_s"]:
+            stage = "timed runs"
+            for _ in range(spec["repeats"]):
+                result, metrics = _measured(run, device)
+                runs.append(metrics)
+                del result
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, not fatal to the bench
+        traceback.print_exc()
+        return {"impl": spec["impl"], "error": f"{stage}: {_one_line(exc)}"}
+    dims = ModelDims.of(model)
+    throughput = matmul_throughput(dims, len(outcome["target_ids"]), device, next(model.parameters()).dtype)
+    timed = runs or [first_metrics]
+    return {
+        "impl": spec["impl"],
+        "device": device,
+        "load_s": load_s,
+        "warmup_s": first_metrics["wall_s"],
+        "warmup_is_the_timed_run": not runs,
+        **{key: [m[key] for m in timed] for key in timed[0]},
+        "threads": torch.get_num_threads(),
+        "memory": _memory_reading(device),
+        "model_dims": vars(dims),
+        "matmul": throughput,
+        **outcome,
+    }
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -186,44 +337,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     if spec.get("kind") == "generate":
         return _generate(spec)
-    started = time.perf_counter()
-    make = _seqattr_runner if spec["impl"] == "seqattr" else _inseq_runner
-    run = make(spec)
-    load_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    outcome = _plain(run())  # warm-up; its scores are the ones compared (the method is deterministic)
-    warmup_s = time.perf_counter() - started
-    peak_reset_works = _reset_peak()
-
-    times, cpu_times, others, peaks, baselines = [], [], [], [], []
-    for _ in range(spec["repeats"]):
-        _trim_heap()
-        before = _status_kib("VmRSS")
-        _reset_peak()
-        wall0, cpu0, busy0 = time.perf_counter(), time.process_time(), _system_busy_s()
-        result = run()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        times.append(wall)
-        cpu_times.append(cpu)
-        # Cores kept busy by other processes during the run: how contended the measurement was.
-        others.append(max(0.0, _system_busy_s() - busy0 - cpu) / wall)
-        peaks.append((_status_kib("VmHWM") - before) / KIB)
-        baselines.append(before / KIB)
-        del result
-    return {
-        "impl": spec["impl"],
-        "load_s": load_s,
-        "warmup_s": warmup_s,
-        "times_s": times,
-        "cpu_s": cpu_times,
-        "other_processes_cores": others,
-        "peak_extra_mib": peaks,
-        "rss_before_mib": baselines,
-        "peak_reset_works": peak_reset_works,
-        "threads": torch.get_num_threads(),
-        **outcome,
-    }
+    return _attribution(spec)
 
 
 def main(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from schemas.errors import InvalidRequestError
 from schemas.methods import METHOD_SPECS
+from tests.method_args import fast_method_args
 from tests.result_shape import assert_valid_result
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 CAUSAL = ["tiny-gpt2", "tiny-llama"]
 SEQ2SEQ = ["tiny-t5", "tiny-bart"]
 MODELS = CAUSAL + SEQ2SEQ
-METHODS = list(METHOD_SPECS)
+METHODS = [method for method in METHOD_SPECS if method != "dummy"]
+"""Methods that attribute (`dummy` only computes step scores: see its own test)."""
+UNNORMALISED = {"occlusion"}
+"""One score per token and no aggregation: the reference leaves its columns as they are."""
 MAX_NEW_TOKENS = 4
 HIDDEN_SIZE = 32
 """d_model of every tiny model (tests/tiny_models.py)."""
@@ -40,7 +44,7 @@ def _request(model_id: str, method: str = "saliency", forced: bool = True, **fie
         "inputs": [PROMPT if causal else SOURCE],
         "generated_texts": [CAUSAL_TARGET if causal else SEQ2SEQ_TARGET] if forced else None,
         "generation_args": {"max_new_tokens": MAX_NEW_TOKENS},
-        "method_args": {"n_steps": 8} if method == "integrated_gradients" else {},
+        "method_args": fast_method_args(method),
     }
     request.update(fields)
     return request
@@ -117,12 +121,22 @@ def test_result_shape_normalisation_and_nulls(run_engine, model_id: str, method:
     assert all(0.0 < p <= 1.0 for p in seq["step_scores"]["probability"])
     assert all(h >= 0.0 for h in seq["step_scores"]["entropy"])
     _assert_null_pattern(seq)
-    assert _column_sums(seq) == pytest.approx([1.0] * n, abs=1e-5)
+    if method not in UNNORMALISED:
+        assert _column_sums(seq) == pytest.approx([1.0] * n, abs=1e-5)
     if method != "input_x_gradient":  # L2 norms and attention weights are never negative
         cells = [
             c for m in (seq["source_attributions"], seq["target_attributions"]) for r in m or [] for c in r
         ]
         assert all(c >= 0 for c in cells if c is not None)
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_dummy_gives_step_scores_and_no_attributions(run_engine, model_id: str) -> None:
+    plain = run_engine(**_request(model_id, step_scores=["probability", "entropy"]))["sequences"][0]
+    (seq,) = run_engine(**_request(model_id, "dummy", step_scores=["probability", "entropy"]))["sequences"]
+    assert seq["source_attributions"] is None and seq["target_attributions"] is None
+    assert seq["step_scores"] == plain["step_scores"]
+    assert (seq["attr_pos_start"], seq["attr_pos_end"]) == (plain["attr_pos_start"], plain["attr_pos_end"])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -133,6 +147,8 @@ def test_attribute_target_encoder_decoder(run_engine, model_id: str, method: str
     assert len(seq["source_attributions"]) == len(seq["source"])
     assert len(seq["target_attributions"]) == len(seq["target"])
     _assert_null_pattern(seq)
+    if method in UNNORMALISED:
+        return
     # Normalised over source and target together: the source alone sums to less than 1 from step 2 on.
     assert _column_sums(seq) == pytest.approx([1.0] * n, abs=1e-5)
     source_only = [sum(row[j] for row in seq["source_attributions"]) for j in range(n)]

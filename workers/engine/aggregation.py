@@ -27,6 +27,9 @@ REDUCERS: dict[Aggregator, Reducer] = {
     Aggregator.SUM: lambda s: s.sum(dim=-1),
     Aggregator.MEAN: lambda s: s.mean(dim=-1),
     Aggregator.ABSMAX: _absmax,
+    Aggregator.MAX: lambda s: s.max(dim=-1).values,
+    Aggregator.MIN: lambda s: s.min(dim=-1).values,
+    Aggregator.PROD: lambda s: s.prod(dim=-1),
 }
 """Reductions over the last dimension, by aggregator (`schemas.aggregators`); a test checks all are here."""
 
@@ -45,10 +48,17 @@ def normalize_columns(scores: RawScores) -> RawScores:
     )
 
 
-def aggregate(scores: RawScores, reducers: list[Aggregator], normalize: bool) -> RawScores:
-    """Apply each reducer to the trailing dimension in turn, normalizing after each one if asked."""
+def _drop_unit(scores: torch.Tensor) -> torch.Tensor:
+    if scores.shape[-1] != 1:
+        raise ValueError(f"a dimension of {scores.shape[-1]} units cannot be dropped without aggregation")
+    return scores.squeeze(-1)
+
+
+def aggregate(scores: RawScores, reducers: list[Aggregator | None], normalize: bool) -> RawScores:
+    """Apply each reducer to the trailing dimension in turn, normalizing after each one if asked; None drops a
+    dimension of one unit (a single selected head or layer)."""
     for name in reducers:
-        reduce = REDUCERS[name]
+        reduce = _drop_unit if name is None else REDUCERS[name]
         scores = RawScores(
             source=None if scores.source is None else reduce(scores.source),
             target=None if scores.target is None else reduce(scores.target),

@@ -12,7 +12,7 @@ yields every step's output, and the per-step gradients come in two stages:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -150,6 +150,7 @@ def step_gradients(
     positions: list[int],
     attributed_fn: ScoreFn,
     weights: torch.Tensor | None = None,
+    extra_inputs: Sequence[torch.Tensor] = (),
 ) -> tuple[torch.Tensor | None, ...]:
     """Gradient of each step's attributed output with respect to each embedding input that requires grad.
 
@@ -159,13 +160,18 @@ def step_gradients(
         positions: attributed target positions.
         attributed_fn: the differentiable attributed function, bound to these steps.
         weights: `[batch]` weights summed over the batch (integrated-gradients quadrature); default ones.
+        extra_inputs: more tensors to differentiate with respect to, such as a layer's output replaced by a
+            leaf in a forward hook (layer methods). Read after the main forward, so such a hook may fill the
+            sequence (a list) during it.
 
     Returns:
-        Per input, `[len(positions), batch, length, hidden]` (weighted), or None where no grad was asked.
+        Per input, `[len(positions), batch, length, hidden]` (weighted), or None where no grad was asked;
+        then, per extra input, `[len(positions), *extra.shape]`.
     """
-    wanted = [e for e in embeds if e.requires_grad]
     with torch.enable_grad(), detached_head_input(io.model) as head:
         out = io.forward(embeds, positions)
+        extras = list(extra_inputs)
+        wanted = [e for e in embeds if e.requires_grad] + extras
 
         def forward_again() -> torch.Tensor:
             # Noisy forwards (Monte Carlo dropout) are constants for the gradient, as in the reference.
@@ -179,9 +185,9 @@ def step_gradients(
             # contrastive inputs of a decoder-only model): every gradient is zero.
             return tuple(
                 torch.zeros((len(positions), *e.shape), dtype=e.dtype, device=e.device)
-                if e.requires_grad
+                if e.requires_grad or i >= len(embeds)
                 else None
-                for e in embeds
+                for i, e in enumerate((*embeds, *extras))
             )
         batch = scores.shape[0]
         w = torch.ones(batch, device=scores.device) if weights is None else weights.to(scores.device)
@@ -203,5 +209,26 @@ def step_gradients(
             graphs.append(graph)
             grad_rows.append(_step_rows(torch.zeros_like(leaf) if grad is None else grad, len(positions)))
         # Stage 2: push each step's vectors back through the body, batched over steps.
-        grads = iter(_body_backward(graphs, wanted, grad_rows))
-    return tuple(next(grads) if e.requires_grad else None for e in embeds)
+        scales = _half_precision_scales(grad_rows)
+        if scales is not None:
+            grad_rows = [r * _along_steps(scales, r).to(r.dtype) for r in grad_rows]
+        raw = _body_backward(graphs, wanted, grad_rows)
+        if scales is not None:
+            raw = tuple(g.float() / _along_steps(scales, g) for g in raw)
+        grads = iter(raw)
+    return (*(next(grads) if e.requires_grad else None for e in embeds), *grads)
+
+
+def _half_precision_scales(grad_rows: list[torch.Tensor]) -> torch.Tensor | None:
+    """For float16 models, a per-step factor bringing each step's largest output gradient to 1 (loss
+    scaling): probabilities' gradients are often far below float16's smallest normal number (6e-5) and
+    would lose their digits in the backward. The gradients are scaled back in float32. None otherwise."""
+    if grad_rows[0].dtype != torch.float16:
+        return None
+    peaks = torch.stack([r.detach().float().abs().flatten(1).amax(dim=1) for r in grad_rows]).amax(dim=0)
+    return torch.where(peaks > 0, 1.0 / peaks, torch.ones_like(peaks))
+
+
+def _along_steps(scales: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`[n_steps]` scales shaped to broadcast over a `[n_steps, ...]` tensor."""
+    return scales.to(like.device).view(-1, *([1] * (like.ndim - 1)))

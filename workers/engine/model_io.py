@@ -58,7 +58,7 @@ class SequenceIO:
         self._logits_to_keep = not self.is_encoder_decoder and _accepts_logits_to_keep(self.model)
 
     # -- embeddings -------------------------------------------------------------------------------------
-    def _embed_layer(self, as_target: bool) -> torch.nn.Module:
+    def embed_layer(self, as_target: bool) -> torch.nn.Module:
         if self.is_encoder_decoder and as_target:
             return self.model.get_decoder().get_input_embeddings()
         if self.is_encoder_decoder:
@@ -66,7 +66,7 @@ class SequenceIO:
         return self.model.get_input_embeddings()
 
     def embed(self, ids: torch.Tensor, as_target: bool) -> torch.Tensor:
-        return self._embed_layer(as_target)(ids)
+        return self.embed_layer(as_target)(ids)
 
     def input_embeds(self) -> tuple[torch.Tensor, ...]:
         target = self.embed(self.target_ids, as_target=True)
@@ -74,7 +74,7 @@ class SequenceIO:
             return (self.embed(self.source_ids, as_target=False), target)
         return (target,)
 
-    def _baseline_ids(self, ids: torch.Tensor) -> torch.Tensor:
+    def baseline_ids(self, ids: torch.Tensor) -> torch.Tensor:
         tok = self.loaded.tokenizer
         unk = tok.unk_token_id if tok.unk_token_id is not None else (tok.pad_token_id or 0)
         baseline = torch.full_like(ids, unk)
@@ -85,11 +85,11 @@ class SequenceIO:
 
     def baseline_embeds(self) -> tuple[torch.Tensor, ...]:
         """UNK embeddings everywhere but EOS (kept unless `include_eos_baseline`); the decoder start stays."""
-        target_base = self._baseline_ids(self.target_ids)
+        target_base = self.baseline_ids(self.target_ids)
         if self.is_encoder_decoder:
             target_base[:, 0] = self.target_ids[:, 0]
             return (
-                self.embed(self._baseline_ids(self.source_ids), as_target=False),
+                self.embed(self.baseline_ids(self.source_ids), as_target=False),
                 self.embed(target_base, as_target=True),
             )
         return (self.embed(target_base, as_target=True),)
@@ -115,7 +115,8 @@ class SequenceIO:
                 output_attentions=output_attentions,
                 use_cache=False,
             )
-            logits = out.logits[:, index]
+            # Step functions (softmax, logs, differences) run in float32 whatever the model's dtype.
+            logits = out.logits[:, index].float()
             return ForwardOutput(logits, index.tolist(), out.decoder_attentions, out.cross_attentions)
         (target,) = embeds
         kwargs = {"logits_to_keep": index} if self._logits_to_keep and not output_attentions else {}
@@ -127,9 +128,9 @@ class SequenceIO:
             **kwargs,
         )
         if kwargs:  # the head only saw the kept positions, in order
-            return ForwardOutput(out.logits, list(range(len(positions))), None, None)
+            return ForwardOutput(out.logits.float(), list(range(len(positions))), None, None)
         return ForwardOutput(
-            out.logits[:, index], index.tolist(), out.attentions if output_attentions else None
+            out.logits[:, index].float(), index.tolist(), out.attentions if output_attentions else None
         )
 
     def step_targets(self, positions: list[int]) -> torch.Tensor:

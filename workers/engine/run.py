@@ -15,7 +15,9 @@ import torch
 
 from schemas.aggregators import Aggregator
 from schemas.attribution import AttributionRequest
+from schemas.defaults import DEFAULT_ATTRIBUTED_FN
 from schemas.errors import CostLimitError, NonFiniteScoresError
+from schemas.methods import METHOD_SPECS
 from schemas.results import AttributionResult, Cell, SequenceAttribution, Token
 from workers.engine.aggregation import aggregate
 from workers.engine.model_io import SequenceIO
@@ -49,14 +51,10 @@ def _nan_to_none(value: Any) -> Any:
     return None if value != value else value
 
 
-def _reducers(method: AttributionMethod, request: AttributionRequest) -> list[Aggregator]:
+def _reducers(method: AttributionMethod, request: AttributionRequest) -> list[Aggregator | None]:
     if request.aggregation.granular:
         return []
-    chosen = request.aggregation.aggregators
-    if not chosen:
-        return list(method.default_reducers)
-    # One aggregator given: it reduces every unit dimension (hidden, or heads then layers).
-    return [chosen[0]] * len(method.default_reducers)
+    return method.reducers(request.aggregation.aggregators)
 
 
 def _tokens(loaded: LoadedModel, ids: list[int], clean_special_chars: bool = False) -> list[Token]:
@@ -79,8 +77,8 @@ def _check_finite(
     undefined, and NaN on purpose)."""
     bad = 0 if source is None else int((~torch.isfinite(source)).sum())
     if target is not None:
-        rows = torch.arange(target.shape[0])[:, None]
-        undefined = rows >= torch.tensor(positions)[None, :]
+        rows = torch.arange(target.shape[0], device=target.device)[:, None]
+        undefined = rows >= torch.tensor(positions, device=target.device)[None, :]
         undefined = undefined.reshape(*undefined.shape, *([1] * (target.ndim - 2)))
         bad += int((~(torch.isfinite(target) | undefined)).sum())
     if bad:
@@ -106,6 +104,11 @@ def _attribute_sequence(
     columns: list[RawScores] = []
     for part in method.plan(io, seq.positions):
         raw = method.attribute(io, part, scorer.attributed_fn(part), attribute_target)
+        # Reductions and normalisation in float32 whatever the model's dtype (half-precision sums drift).
+        raw = RawScores(
+            source=None if raw.source is None else raw.source.float(),
+            target=None if raw.target is None else raw.target.float(),
+        )
         # Reduce each chunk as soon as it exists: the unreduced [length, steps, hidden] never piles up.
         columns.append(aggregate(raw, reducers, request.aggregation.normalize))
         advance(len(part))
@@ -137,10 +140,10 @@ def _attribute_sequence(
     }
 
 
-def job_cost(request: AttributionRequest, sequences: list[EncodedSequence]) -> int:
-    """Token-steps: attributed steps x sequence length x method copies (path points), summed over inputs."""
-    copies = int(request.method_args.get("n_steps", 1))
-    return sum(len(s.positions) * (len(s.source_ids) + len(s.target_ids)) * copies for s in sequences)
+def job_cost(method: AttributionMethod, sequences: list[EncodedSequence]) -> int:
+    """Token-steps (one token through one forward and backward), summed over inputs: the method's estimate
+    for each sequence's attributed steps and length."""
+    return sum(method.cost(len(s.positions), len(s.source_ids) + len(s.target_ids)) for s in sequences)
 
 
 def run_attribution(
@@ -162,7 +165,7 @@ def run_attribution(
     started = time.perf_counter()
     method = build_method(request.method, request.method_args)
     sequences = encode_sequences(loaded, request)
-    if max_cost is not None and (cost := job_cost(request, sequences)) > max_cost:
+    if max_cost is not None and (cost := job_cost(method, sequences)) > max_cost:
         raise CostLimitError(cost, max_cost)
     total = sum(len(s.positions) for s in sequences)
     done = 0
@@ -174,6 +177,11 @@ def run_attribution(
         on_progress(done, total)
 
     warnings: list[str] = []
+    if not METHOD_SPECS[request.method].uses_attributed_fn and request.attributed_fn != DEFAULT_ATTRIBUTED_FN:
+        warnings.append(
+            f"method {request.method!r} does not use attributed_fn: {request.attributed_fn!r} only matters "
+            "for the step scores"
+        )
     results = [
         _attribute_sequence(loaded, index, seq, method, request, advance, warnings)
         for index, seq in enumerate(sequences)

@@ -10,8 +10,19 @@ from typing import Any
 
 from schemas.methods import METHOD_ARGS
 from workers.methods.base import AttributionMethod
-from workers.methods.gradient import InputXGradient, IntegratedGradients, Saliency
+from workers.methods.gradient import (
+    DeepLift,
+    DiscretizedIntegratedGradients,
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    Saliency,
+    SequentialIntegratedGradients,
+)
 from workers.methods.internals import Attention
+from workers.methods.layer import LayerDeepLift, LayerGradientXActivation, LayerIntegratedGradients
+from workers.methods.none import Dummy
+from workers.methods.perturbation import Lime, Occlusion, Reagent, ValueZeroing
 
 
 def _registry(*classes: type[AttributionMethod]) -> dict[str, type[AttributionMethod]]:
@@ -26,7 +37,22 @@ def _registry(*classes: type[AttributionMethod]) -> dict[str, type[AttributionMe
 
 
 METHOD_REGISTRY: dict[str, type[AttributionMethod]] = _registry(
-    Saliency, InputXGradient, IntegratedGradients, Attention
+    Saliency,
+    InputXGradient,
+    IntegratedGradients,
+    DeepLift,
+    GradientShap,
+    DiscretizedIntegratedGradients,
+    SequentialIntegratedGradients,
+    LayerIntegratedGradients,
+    LayerGradientXActivation,
+    LayerDeepLift,
+    Attention,
+    Occlusion,
+    Lime,
+    ValueZeroing,
+    Reagent,
+    Dummy,
 )
 """Implemented methods by id; lists the same ids as `schemas.methods.METHOD_SPECS`."""
 
