@@ -161,23 +161,18 @@ ZeroedUnits = Indices | dict[LayerKey, Indices]
 
 
 class ValueZeroingArgs(MethodArgs):
+    """The reference's `encoder_zeroed_units_indices` and `output_{encoder,decoder}_self_scores` only fill its
+    per-sequence `sequence_scores` (encoder self-mixing), which Seqattr does not compute: they are refused
+    rather than ignored."""
+
     similarity_metric: Literal["cosine", "euclidean"] = Field(
         "cosine", description="Distance between hidden states with and without the zeroing."
-    )
-    encoder_zeroed_units_indices: ZeroedUnits | None = Field(
-        None, description="Encoder self-attention heads zeroed; null: all."
     )
     decoder_zeroed_units_indices: ZeroedUnits | None = Field(
         None, description="Decoder self-attention heads zeroed; null: all."
     )
     cross_zeroed_units_indices: ZeroedUnits | None = Field(
         None, description="Cross-attention heads zeroed; null: all."
-    )
-    output_decoder_self_scores: bool = Field(
-        True, description="Encoder-decoder: also score the decoder self-attention."
-    )
-    output_encoder_self_scores: bool = Field(
-        True, description="Encoder-decoder: also score the encoder self-attention."
     )
 
 
