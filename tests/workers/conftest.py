@@ -65,23 +65,25 @@ def run_engine(engine_model: Callable[[str], Any]) -> Callable[..., dict[str, An
 
 
 @pytest.fixture(scope="session")
-def inseq_model(tiny_models: dict[str, Path]) -> Callable[[str, str], Any]:
-    """`inseq_model(model_id, method)` -> an Inseq attribution model (cached per model and method)."""
+def inseq_model(tiny_models: dict[str, Path]) -> Callable[..., Any]:
+    """`inseq_model(model_id, method, **load_kwargs)` -> an Inseq attribution model, cached per model, method
+    and the method options given to `inseq.load_model` (e.g. `target_layer`, `multiply_by_inputs`)."""
     import logging
 
     import inseq
 
     logging.getLogger("inseq").setLevel(logging.ERROR)
-    cache: dict[tuple[str, str], Any] = {}
+    cache: dict[tuple[Any, ...], Any] = {}
 
-    def get(model_id: str, method: str) -> Any:
-        key = (model_id, method)
+    def get(model_id: str, method: str, **load_kwargs: Any) -> Any:
+        key = (model_id, method, *sorted(load_kwargs.items()))
         if key not in cache:
             cache[key] = inseq.load_model(
                 str(tiny_models[model_id]),
                 method,
                 device="cpu",
                 model_kwargs={"attn_implementation": "eager"},
+                **load_kwargs,
             )
         return cache[key]
 

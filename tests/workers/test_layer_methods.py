@@ -109,24 +109,11 @@ def test_rescale_finds_supported_modules_only_where_the_models_have_them(engine_
 
 
 @pytest.fixture(scope="module")
-def inseq_layer_model(tiny_models) -> Callable[[str, str, str | None], Any]:
+def inseq_layer_model(inseq_model: Callable[..., Any]) -> Callable[[str, str, str | None], Any]:
     """`inseq_layer_model(model_id, method, target_layer)`: an Inseq model attributing to that layer."""
-    import inseq
-
-    cache: dict[tuple[str, str, str | None], Any] = {}
 
     def get(model_id: str, method: str, layer: str | None) -> Any:
-        key = (model_id, method, layer)
-        if key not in cache:
-            kwargs = {} if layer is None else {"target_layer": layer}
-            cache[key] = inseq.load_model(
-                str(tiny_models[model_id]),
-                method,
-                device="cpu",
-                model_kwargs={"attn_implementation": "eager"},
-                **kwargs,
-            )
-        return cache[key]
+        return inseq_model(model_id, method, **({} if layer is None else {"target_layer": layer}))
 
     return get
 

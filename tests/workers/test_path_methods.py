@@ -104,25 +104,10 @@ def inseq_dig() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def inseq_custom(tiny_models: dict[str, Any], inseq_dig: None) -> Any:  # noqa: ARG001 - patches active
-    """`inseq_custom(model_id, method, **load_kwargs)`: an Inseq model with non-default method options."""
-    import inseq
-
-    cache: dict[tuple[Any, ...], Any] = {}
-
-    def get(model_id: str, method: str, **kwargs: Any) -> Any:
-        key = (model_id, method, *sorted(kwargs.items()))
-        if key not in cache:
-            cache[key] = inseq.load_model(
-                str(tiny_models[model_id]),
-                method,
-                device="cpu",
-                model_kwargs={"attn_implementation": "eager"},
-                **kwargs,
-            )
-        return cache[key]
-
-    return get
+def inseq_custom(inseq_model: Any, inseq_dig: None) -> Any:  # noqa: ARG001 - patches active
+    """`inseq_custom(model_id, method, **load_kwargs)`: an Inseq model with non-default method options, loaded
+    while the DIG patches are active."""
+    return inseq_model
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.model_io import SequenceIO, dropout_active
+from workers.engine.model_io import SequenceIO, config_int, dropout_active
 from workers.types import ChunkForwards, ScoreFn
 
 logger = logging.getLogger(__name__)
@@ -74,21 +73,12 @@ def detached_head_input(model: PreTrainedModel) -> Iterator[_HeadInput]:
         handle.remove()
 
 
-def _config_int(config: Any, *names: str, default: int) -> int:
-    """The first of `names` the model config sets (configs name the same size differently)."""
-    for name in names:
-        value = getattr(config, name, None)
-        if value:
-            return int(value)
-    return default
-
-
 def rows_per_backward(io: SequenceIO, batch: int) -> int:
     """How many steps fit one batched backward, from a rough per-row activation-gradient estimate."""
     config = io.model.config.get_text_config(decoder=True)
-    hidden = _config_int(config, "hidden_size", "d_model", default=512)
-    inner = _config_int(config, "intermediate_size", "d_ff", default=4 * hidden)
-    heads = _config_int(config, "num_attention_heads", "num_heads", default=8)
+    hidden = config_int(config, "hidden_size", "d_model", default=512)
+    inner = config_int(config, "intermediate_size", "d_ff", default=4 * hidden)
+    heads = config_int(config, "num_attention_heads", "num_heads", default=8)
     length = io.target_ids.shape[1] + (io.source_ids.shape[1] if io.is_encoder_decoder else 0)
     per_row = 4 * batch * length * (8 * hidden + 4 * inner + 4 * heads * length)
     return max(1, min(GRAD_ROW_BUDGET_BYTES // per_row, MAX_BATCHED_SEQUENCES // batch))

@@ -39,6 +39,15 @@ def dropout_active(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def config_int(config: object, *names: str, default: int) -> int:
+    """The first of `names` the model config sets (configs name the same size differently)."""
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return default
+
+
 def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.model_io import SequenceIO, dropout_active
+from workers.engine.model_io import SequenceIO, config_int, dropout_active
 from workers.types import ChunkForwards, ScoreFn
 
 PERTURB_BUDGET_BYTES = 512 * 2**20
@@ -27,23 +27,14 @@ MAX_COPIES_PER_FORWARD = 256
 Embeds = tuple[torch.Tensor, ...]
 
 
-def _config_int(config: object, *names: str, default: int) -> int:
-    """The first of `names` the model config sets (configs name the same size differently)."""
-    for name in names:
-        value = getattr(config, name, None)
-        if value:
-            return int(value)
-    return default
-
-
 def copies_per_forward(io: SequenceIO, logit_positions: int) -> int:
     """How many copies of the sequence fit one no-grad forward, from a rough per-copy estimate: one
     layer's activations at a time (no graph is kept) plus the logits and the step function's temporaries."""
     config = io.model.config.get_text_config(decoder=True)
-    hidden = _config_int(config, "hidden_size", "d_model", default=512)
-    inner = _config_int(config, "intermediate_size", "d_ff", default=4 * hidden)
-    heads = _config_int(config, "num_attention_heads", "num_heads", default=8)
-    vocab = _config_int(config, "vocab_size", default=32_000)
+    hidden = config_int(config, "hidden_size", "d_model", default=512)
+    inner = config_int(config, "intermediate_size", "d_ff", default=4 * hidden)
+    heads = config_int(config, "num_attention_heads", "num_heads", default=8)
+    vocab = config_int(config, "vocab_size", default=32_000)
     length = io.target_ids.shape[1] + (io.source_ids.shape[1] if io.is_encoder_decoder else 0)
     per_copy = 4 * (2 * length * (6 * hidden + inner + heads * length) + 3 * logit_positions * vocab)
     return max(1, min(PERTURB_BUDGET_BYTES // per_copy, MAX_COPIES_PER_FORWARD))

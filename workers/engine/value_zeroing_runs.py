@@ -10,7 +10,7 @@ import torch
 
 from schemas.errors import InvalidRequestError
 from schemas.methods import Indices, ZeroedUnits
-from workers.engine.model_io import SequenceIO
+from workers.engine.model_io import SequenceIO, config_int
 from workers.engine.units import unit_indices
 from workers.engine.value_zeroing import BlockStack, RunStack, UnsupportedArchitectureError, block_stack
 from workers.methods.base import mask_after_step
@@ -28,9 +28,9 @@ def copies_per_forward(io: SequenceIO, length: int, memory_length: int) -> int:
     """Zeroed copies per forward, from a rough per-copy activation estimate of one block at a time
     (hidden states, MLP activations, eager attention weights over self and cross keys)."""
     config = io.model.config.get_text_config(decoder=True)
-    hidden = int(getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or 512)
-    inner = int(getattr(config, "intermediate_size", None) or getattr(config, "d_ff", None) or 4 * hidden)
-    heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None) or 8)
+    hidden = config_int(config, "hidden_size", "d_model", default=512)
+    inner = config_int(config, "intermediate_size", "d_ff", default=4 * hidden)
+    heads = config_int(config, "num_attention_heads", "num_heads", default=8)
     per_copy = 4 * length * (8 * hidden + 2 * inner + 3 * heads * (length + memory_length))
     return max(1, min(MAX_COPIES_PER_FORWARD, FORWARD_BUDGET_BYTES // per_copy))
 
