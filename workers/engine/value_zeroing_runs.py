@@ -13,7 +13,6 @@ from schemas.methods import Indices, ZeroedUnits
 from workers.engine.model_io import SequenceIO, config_int
 from workers.engine.units import unit_indices
 from workers.engine.value_zeroing import BlockStack, RunStack, UnsupportedArchitectureError, block_stack
-from workers.methods.base import mask_after_step
 
 MIN_SCORE = 1e-5
 """Distances below this are zero (the reference's `min_score_threshold`): rounding noise, not mixing."""
@@ -65,17 +64,6 @@ def zeroed_heads(units: ZeroedUnits | None, stack: BlockStack, what: str) -> lis
             for layer, site in enumerate(stack.sites)
         ]
     return [unit_indices(units, site.n_heads, f"{what} heads") for site in stack.sites]
-
-
-def normalised(distances: torch.Tensor, positions: list[int] | None) -> torch.Tensor:
-    """`[tokens, n_steps, layers]` distances → scores: below `MIN_SCORE` set to 0, tokens at or after the step
-    NaN (with `positions`, for self-attention over the target), then each (step, layer) scaled to sum 1 over
-    the tokens (an all-zero one stays zero), as the reference normalises each generated position."""
-    scores = torch.where(distances < MIN_SCORE, torch.zeros_like(distances), distances)
-    if positions is not None:
-        scores = mask_after_step(scores, positions)
-    total = scores.nansum(dim=0, keepdim=True)
-    return scores / torch.where(total == 0, torch.ones_like(total), total)
 
 
 def stack_of(owner: torch.nn.Module, config: object, kind: Literal["self", "cross"], name: str) -> BlockStack:

@@ -28,18 +28,18 @@ from workers.engine.perturb import (
 from workers.engine.reagent import ProbeTask, reagent_probe
 from workers.engine.value_zeroing import Metric, layer_distances
 from workers.engine.value_zeroing_runs import (
-    copies_per_forward as zeroed_copies_per_forward,
-)
-from workers.engine.value_zeroing_runs import (
+    MIN_SCORE,
     decoder_only_run,
     decoder_run,
-    normalised,
     ones,
     pad_target,
     stack_of,
     zeroed_heads,
 )
-from workers.methods.base import AttributionMethod, attributed_inputs, raw_scores
+from workers.engine.value_zeroing_runs import (
+    copies_per_forward as zeroed_copies_per_forward,
+)
+from workers.methods.base import AttributionMethod, attributed_inputs, mask_after_step, raw_scores
 from workers.types import RawScores, ScoreFn
 
 
@@ -328,6 +328,17 @@ class Reagent(AttributionMethod):
 
 # ---------------------------------------------------------------------------------------------------------
 # Value zeroing
+
+
+def normalised(distances: torch.Tensor, positions: list[int] | None) -> torch.Tensor:
+    """`[tokens, n_steps, layers]` distances → scores: below `MIN_SCORE` set to 0, tokens at or after the step
+    NaN (with `positions`, for self-attention over the target), then each (step, layer) scaled to sum 1 over
+    the tokens (an all-zero one stays zero), as the reference normalises each generated position."""
+    scores = torch.where(distances < MIN_SCORE, torch.zeros_like(distances), distances)
+    if positions is not None:
+        scores = mask_after_step(scores, positions)
+    total = scores.nansum(dim=0, keepdim=True)
+    return scores / torch.where(total == 0, torch.ones_like(total), total)
 
 
 class ValueZeroing(AttributionMethod):
