@@ -24,7 +24,7 @@ ORACLE_DEPS := rich==15.0.0 jaxtyping==0.3.11 typeguard==2.13.3 matplotlib==3.11
 SERVE_STAMP := $(VENV)/.seqattr-serve.stamp
 TEST_STAMP := $(VENV)/.seqattr-test.stamp
 
-.PHONY: help deps test-deps .venv serve test lint format openapi bench fuzz load clean
+.PHONY: help deps test-deps .venv serve test lint format openapi bench bench-aggregation fuzz load clean
 
 help:
 	@echo "make serve      run API + workers + embedded Redis on 127.0.0.1:\$$PORT (default 8000)"
@@ -33,6 +33,7 @@ help:
 	@echo "make format     ruff format + ruff check --fix"
 	@echo "make openapi    write openapi/openapi.json"
 	@echo "make bench      run the benchmark (python -m tests.bench \$$(BENCH_ARGS), e.g. BENCH_ARGS=\"--device cuda\")"
+	@echo "make bench-aggregation  re-aggregation and export sizes on the default model, beside the reference"
 	@echo "make fuzz       fuzz the API from openapi/openapi.json (FUZZ_EXAMPLES per operation)"
 	@echo "make load       the whole service under load on loopback (python -m tests.load \$$(LOAD_ARGS))"
 	@echo "make deps       install what serve needs into $(VENV)"
@@ -96,6 +97,9 @@ BENCH_ARGS ?=
 
 bench: test-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+bench-aggregation: test-deps
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m tests.bench.aggregation $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info

@@ -18,12 +18,14 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.aggregation import TokenStep
 from schemas.aggregators import Aggregator
 from schemas.defaults import (
     DEFAULT_ATTRIBUTED_FN,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_METHOD,
     DEFAULT_MODEL,
+    MAX_AGGREGATION_STEPS,
     MAX_INPUT_CHARS,
     MAX_INPUTS_PER_REQUEST,
     MAX_NEW_TOKENS,
@@ -31,6 +33,7 @@ from schemas.defaults import (
     MAX_TOKEN_INDEX,
 )
 from schemas.methods import METHOD_ARGS, METHOD_SPECS
+from schemas.scores.archive import RawPrecision
 from schemas.step_functions import STEP_FUNCTION_PARAMS, STEP_FUNCTION_SPECS
 
 Text = Annotated[str, Field(min_length=1)]
@@ -84,10 +87,11 @@ class GenerationArgs(BaseModel):
 
 
 class AggregationOptions(BaseModel):
-    """How raw scores are reduced before they are returned.
+    """How raw scores are reduced before they are returned, and what is kept for re-aggregation.
 
-    The default is the reference library's: L2 norm over the hidden size (or mean over layers and heads for
-    attention), then each attributed step's column scaled to sum 1 over source and target together.
+    The default is the reference library's: L2 norm over the hidden size (or mean over heads, then layers for
+    attention), then each attributed step's column scaled to sum 1 over source and target together. `steps`
+    then merge or slice tokens, as the reference's `aggregate(...)` chains do.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -100,8 +104,42 @@ class AggregationOptions(BaseModel):
         "`GET /v1/methods`), or one per dimension in that order (attention: heads, then layers); null means "
         "the method's default.",
     )
-    normalize: bool = True
+    normalize: bool = Field(
+        True, description="After each reduction, scale each step's column to sum 1 (false when `rescale`)."
+    )
+    rescale: bool = Field(
+        False, description="After each reduction, divide by the sequence's largest absolute score instead."
+    )
     granular: bool = Field(False, description="Return unreduced scores (a list per cell) instead of numbers.")
+    keep_granular: bool = Field(
+        False,
+        description="Keep the unreduced scores beside the result (up to the worker's size budget), so that "
+        "`POST /v1/jobs/{id}/aggregate` can reduce them another way without running the model again.",
+    )
+    granular_precision: RawPrecision = Field(
+        "float16",
+        description="How kept unreduced scores are stored: float16 (scaled to their largest magnitude; "
+        "about 3 significant digits) or float32 (twice the size, exact).",
+    )
+    steps: list[TokenStep] = Field(
+        default_factory=list,
+        max_length=MAX_AGGREGATION_STEPS,
+        description="Token-level steps applied in order after the reduction: `subwords`, `spans`, `split`, "
+        "`slices` (see `POST /v1/jobs/{id}/aggregate`, which also takes `scores` and `pair`).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rescale_replaces_normalize(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("rescale") is True and "normalize" not in data:
+            return {**data, "normalize": False}
+        return data
+
+    @model_validator(mode="after")
+    def _one_scaling(self) -> AggregationOptions:
+        if self.normalize and self.rescale:
+            raise ValueError("normalize and rescale cannot both be true")
+        return self
 
 
 class AttributionRequest(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.aggregation import AggregationStepSpec
 from schemas.aggregators import AggregatorSpec
 from schemas.methods import MethodSpec
 from schemas.step_functions import StepFunctionSpec
@@ -47,4 +48,7 @@ class StepFunctionList(BaseModel):
 class AggregatorList(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    aggregators: list[AggregatorSpec]
+    aggregators: list[AggregatorSpec] = Field(description="Reduction functions (`aggregate_fn`).")
+    steps: list[AggregationStepSpec] = Field(
+        description="Kinds of aggregation step (`aggregation.steps`, `POST /v1/jobs/{id}/aggregate`)."
+    )

@@ -167,3 +167,34 @@ MAX_METHOD_SAMPLES = 1000
 
 MAX_UNIT_INDEX = 4096
 """Upper bound on a layer or head index in method arguments (no model has more)."""
+
+MAX_AGGREGATION_STEPS = 16
+"""Most steps in one aggregation chain (request or `POST /v1/jobs/{id}/aggregate`)."""
+
+MAX_SPANS = 4096
+"""Most spans one `spans` or `slices` step may list per side."""
+
+DEFAULT_MAX_GRANULAR_BYTES = 64 * 1024 * 1024
+"""Most bytes of unreduced scores a worker keeps for one job (`aggregation.keep_granular`); past it the job
+still finishes, with a warning, and re-aggregations that need them answer 409."""
+
+MAX_EXPORT_BYTES = 256 * 1024 * 1024
+"""Largest export one request may produce, in the chosen format (413 above, naming the smaller formats)."""
+
+MAX_EXPORT_PRECISION = 10
+"""Most decimals `?precision=` may keep."""
+
+SUGGESTED_PRECISION = 3
+"""Decimals suggested in a 413 when rounding would bring the export under the limit."""
+
+RESULT_CHUNK_BYTES = 1024 * 1024
+"""Bytes read from Redis per GETRANGE while a stored JSON result streams out."""
+
+EXPORT_CHUNK_BYTES = 256 * 1024
+"""Rendered CSV or inseq text is sent in pieces of about this size (gzip flushes once per piece)."""
+
+GZIP_MIN_BYTES = 1024
+"""Responses smaller than this are sent uncompressed even when the client accepts gzip."""
+
+GZIP_LEVEL = 6
+"""zlib level of `Accept-Encoding: gzip` answers (9 costs several times the CPU for a few % less)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from schemas.exports import ExportFormat
+
 PROBLEM_BASE = "https://seqattr.dev/problems/"
 """Prefix of every problem `type` URI."""
 
@@ -281,3 +283,83 @@ class WorkerLostError(SeqattrError):
 
     def __init__(self) -> None:
         super().__init__("the worker running this job stopped before the job ended; submit it again")
+
+
+class AggregationError(SeqattrError):
+    """An aggregation step does not fit the scores it is given (a span past the end, no unit dimension left,
+    a paired job of another shape)."""
+
+    slug = "invalid-aggregation"
+    title = "Invalid aggregation"
+    status = 422
+
+
+class ScoresNotKeptError(SeqattrError):
+    """A re-aggregation needs scores the job did not keep; `keep_with` names the request field that keeps
+    them."""
+
+    slug = "scores-not-kept"
+    title = "Scores not kept"
+    status = 409
+
+    def __init__(self, detail: str, keep_with: str) -> None:
+        super().__init__(detail, keep_with=keep_with)
+
+
+class NotAcceptableError(SeqattrError):
+    """`Accept` names no media type a result is served as."""
+
+    slug = "not-acceptable"
+    title = "Not acceptable"
+    status = 406
+
+    def __init__(self, accept: str) -> None:
+        available = [fmt.media_type for fmt in ExportFormat]
+        names = "|".join(fmt.value for fmt in ExportFormat)
+        super().__init__(
+            f"no format of the result matches Accept: {accept[:200]!r}; ask for one of "
+            f"{', '.join(available)} (or use ?format={names})",
+            available=available,
+        )
+
+
+class GranularExportError(SeqattrError):
+    """A granular result (a list of unreduced scores per cell) has no place in a one-score-per-row format."""
+
+    slug = "granular-export"
+    title = "Granular result not exportable in this format"
+    status = 422
+
+    def __init__(self, fmt: ExportFormat, job_id: str) -> None:
+        super().__init__(
+            f"the result is granular (each cell is a list of unreduced scores) and {fmt.value} holds one "
+            "score per row: use format=json or format=inseq, or reduce it first with "
+            f"POST /v1/jobs/{job_id}/aggregate",
+            format=fmt.value,
+        )
+
+
+class ExportTooLargeError(SeqattrError):
+    """The export in the chosen format would be larger than the service allows."""
+
+    slug = "export-too-large"
+    title = "Export too large"
+    status = 413
+
+    def __init__(
+        self, fmt: str, estimated: int, limit: int, alternatives: list[dict[str, Any]], exact: bool
+    ) -> None:
+        size = f"{_mb(estimated)}" if exact else f"about {_mb(estimated)}"
+        detail = f"the result as {fmt} is {size}, over the limit of {_mb(limit)} (SEQATTR_MAX_EXPORT_BYTES)"
+        if alternatives:
+            options = "; ".join(f"{a['query']}: about {_mb(a['estimated_bytes'])}" for a in alternatives)
+            detail += f"; smaller: {options}"
+        else:
+            detail += "; no format fits: ask for fewer inputs or a smaller aggregation"
+        super().__init__(
+            detail, format=fmt, estimated_bytes=estimated, max_bytes=limit, alternatives=alternatives
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.aggregators import Aggregator
 from schemas.defaults import MAX_IG_STEPS, MAX_METHOD_SAMPLES, MAX_UNIT_INDEX
 
 
@@ -235,7 +236,17 @@ class MethodSpec(BaseModel):
         "they are reduced (`aggregation.aggregators` gives one aggregator, or one per dimension in this "
         "order).",
     )
+    default_aggregators: list[Aggregator] = Field(
+        [Aggregator.VNORM],
+        description="The reference's default aggregator for each unit dimension, in `unit_dims` order.",
+    )
     parameters: dict[str, Any] = Field(description="JSON schema of `method_args` for this method.")
+
+    @model_validator(mode="after")
+    def _one_default_per_dimension(self) -> MethodSpec:
+        if len(self.default_aggregators) != len(self.unit_dims):
+            raise ValueError(f"method {self.id!r}: one default aggregator per unit dimension")
+        return self
 
 
 _SPECS: list[tuple[MethodSpec, type[MethodArgs]]] = []
@@ -336,6 +347,7 @@ _register(
     description="Attention weights of the attributed position, averaged over layers and heads by default.",
     reference="https://arxiv.org/abs/1409.0473",
     unit_dims=["heads", "layers"],
+    default_aggregators=[Aggregator.MEAN, Aggregator.MEAN],
 )
 _register(
     OcclusionArgs,
@@ -346,6 +358,7 @@ _register(
     reference="https://captum.ai/api/occlusion.html",
     uses_baselines=True,
     unit_dims=[],
+    default_aggregators=[],
 )
 _register(
     LimeArgs,
@@ -364,6 +377,7 @@ _register(
     "are zeroed in attention, one score per layer.",
     reference="https://aclanthology.org/2023.eacl-main.245/",
     unit_dims=["layers"],
+    default_aggregators=[Aggregator.MEAN],
 )
 _register(
     ReagentArgs,
@@ -375,6 +389,7 @@ _register(
     reference="https://arxiv.org/abs/2402.00794",
     randomised=True,
     unit_dims=[],
+    default_aggregators=[],
 )
 _register(
     NoArgs,
@@ -384,6 +399,7 @@ _register(
     description="No attribution: only the step scores (source and target attributions are null).",
     reference="https://inseq.org/en/latest/main_classes/feature_attribution.html",
     unit_dims=[],
+    default_aggregators=[],
 )
 
 METHOD_SPECS: dict[str, MethodSpec] = {spec.id: spec for spec, _ in _SPECS}

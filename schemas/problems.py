@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.exports import ExportFormat, export_content
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 """Media type of every error response."""
 
@@ -65,3 +67,42 @@ def problem_responses(*statuses: int, **models: type[Problem]) -> dict[int | str
         model = chosen.get(status, Problem)
         out[status] = {"model": model, "content": {PROBLEM_MEDIA_TYPE: {}}}
     return out
+
+
+class NotAcceptableProblem(Problem):
+    """A 406: `Accept` names no media type a result is served as; `available` lists them."""
+
+    available: list[str]
+
+
+class ExportAlternative(BaseModel):
+    """A smaller way to ask for the same result."""
+
+    format: ExportFormat
+    precision: int | None
+    query: str = Field(description="The query string that asks for it, e.g. 'format=json&precision=3'.")
+    estimated_bytes: int
+
+
+class ExportTooLargeProblem(Problem):
+    """A 413: the export would pass the size limit; `alternatives` are the smaller ways to get it."""
+
+    format: str = Field(description="The format asked for, e.g. 'csv' or 'json with precision=3'.")
+    estimated_bytes: int = Field(description="Its size, estimated unless the stored JSON was asked for.")
+    max_bytes: int = Field(description="The limit (SEQATTR_MAX_EXPORT_BYTES).")
+    alternatives: list[ExportAlternative] = Field(description="Formats under the limit, smallest first.")
+
+
+def export_responses(*statuses: int, s422: str) -> dict[int | str, dict[str, Any]]:
+    """The responses of an endpoint that answers a result in the export formats (`schemas.exports`): the
+    formats, the problems `statuses`, 406, 409 and 413, and a 422 described by `s422`."""
+    return {
+        200: export_content(),
+        **problem_responses(
+            *statuses,
+            s406=NotAcceptableProblem,
+            s409=JobStateProblem,
+            s413=ExportTooLargeProblem,
+        ),
+        422: {"model": ValidationProblem | Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": s422},
+    }

@@ -42,6 +42,11 @@ def result_key(job_id: str) -> str:
     return f"{PREFIX}result:{job_id}"
 
 
+def scores_key(job_id: str) -> str:
+    """The scores kept beside a finished job's result for re-aggregation (`schemas.scores.archive`)."""
+    return f"{PREFIX}scores:{job_id}"
+
+
 def cancel_key(job_id: str) -> str:
     """Present while a running job has been asked to stop."""
     return f"{PREFIX}cancel:{job_id}"

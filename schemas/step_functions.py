@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.aggregators import Aggregator
 from schemas.defaults import MAX_TOKEN_INDEX
 
 MAX_MC_DROPOUT_STEPS = 100
@@ -88,6 +89,12 @@ class StepFunctionSpec(BaseModel):
     parameters: dict[str, Any] = Field(
         description="JSON schema of its arguments (`attributed_fn_args`, or `step_scores_args[id]`)."
     )
+    span_aggregate: Aggregator = Field(
+        Aggregator.ABSMAX,
+        description="How a `spans`, `subwords` or `split` step combines the scores of merged steps when it "
+        "is given no `aggregate_fn` (the reference's defaults: products of probabilities, sums of "
+        "entropies).",
+    )
 
 
 _SPECS: list[tuple[StepFunctionSpec, type[StepFunctionParams]]] = []
@@ -103,15 +110,25 @@ _register(NoParams, id="logit", description="Logit of the target token.")
 _register(
     ProbabilityParams,
     id="probability",
+    span_aggregate=Aggregator.PROD,
     description="Probability of the target token (softmax of the logits).",
 )
-_register(NoParams, id="entropy", description="Entropy of the next-token distribution, in nats.")
 _register(
-    NoParams, id="crossentropy", description="Cross entropy of the target token, in nats: -log p(target)."
+    NoParams,
+    id="entropy",
+    span_aggregate=Aggregator.SUM,
+    description="Entropy of the next-token distribution, in nats.",
+)
+_register(
+    NoParams,
+    id="crossentropy",
+    span_aggregate=Aggregator.SUM,
+    description="Cross entropy of the target token, in nats: -log p(target).",
 )
 _register(
     NoParams,
     id="perplexity",
+    span_aggregate=Aggregator.PROD,
     description="exp(crossentropy): the perplexity of the target token. (The reference library computes "
     "2 ** crossentropy with crossentropy in nats; Seqattr uses the consistent base.)",
 )
@@ -124,6 +141,7 @@ _register(
 _register(
     ContrastProbParams,
     id="contrast_prob",
+    span_aggregate=Aggregator.PROD,
     description="Probability of the contrastive target token (or of the target given the contrastive "
     "source).",
     contrastive=True,
@@ -137,12 +155,14 @@ _register(
 _register(
     ContrastProbParams,
     id="contrast_prob_diff",
+    span_aggregate=Aggregator.PROD,
     description="Probability of the target minus that of its contrastive alternative (Yin and Neubig, 2022).",
     contrastive=True,
 )
 _register(
     ContrastParams,
     id="pcxmi",
+    span_aggregate=Aggregator.SUM,
     description="Pointwise conditional cross-mutual information: -log2(p(target) / p_contrast(target)) "
     "(Yin et al., 2021).",
     contrastive=True,
@@ -150,6 +170,7 @@ _register(
 _register(
     KLDivergenceParams,
     id="kl_divergence",
+    span_aggregate=Aggregator.SUM,
     description="KL divergence of the contrastive next-token distribution from the original one, in nats; as "
     "the attributed function it needs contrast_force_inputs.",
     contrastive=True,
@@ -164,6 +185,7 @@ _register(
 _register(
     MCDropoutParams,
     id="mc_dropout_prob_avg",
+    span_aggregate=Aggregator.PROD,
     description="Probability of the target z-scored against noisy probabilities with dropout active "
     "(Monte Carlo dropout); null where the model has no active dropout (the result's info says so).",
 )

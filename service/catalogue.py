@@ -3,6 +3,7 @@ their catalogues in `schemas`."""
 
 from __future__ import annotations
 
+from schemas.aggregation import AGGREGATION_STEP_SPECS
 from schemas.aggregators import AGGREGATOR_SPECS
 from schemas.catalogue import AggregatorList, MethodList, ModelInfo, ModelList, StepFunctionList
 from schemas.defaults import DEFAULT_MODEL
@@ -36,4 +37,6 @@ def list_step_functions() -> StepFunctionList:
 
 
 def list_aggregators() -> AggregatorList:
-    return AggregatorList(aggregators=list(AGGREGATOR_SPECS.values()))
+    return AggregatorList(
+        aggregators=list(AGGREGATOR_SPECS.values()), steps=list(AGGREGATION_STEP_SPECS.values())
+    )

@@ -42,7 +42,7 @@ from schemas.errors import (
 )
 from schemas.jobs import TERMINAL_STATUSES, Job, JobLinks, JobPage, JobStatus, Progress
 from schemas.models import ModelEntry
-from service.job_store import IndexEntry, JobStore
+from service.job_store import IndexEntry, JobStore, StoredResult
 
 logger = logging.getLogger("seqattr.jobs")
 
@@ -234,17 +234,14 @@ def _claim(store: JobStore, key: str, owner: str | None, body_hash: str, job_id:
     return None
 
 
-def get_result(store: JobStore, job_id: str, owner: str | None = None) -> bytes:
-    """The stored result bytes of a finished job; 409 while it runs or when it failed."""
-    job = get_job(store, job_id, owner)
-    if job.status == "finished":
-        data = store.result_bytes(job_id)
-        if data is None:
-            raise JobExpiredError(job_id)
-        return data
-    if job.status in TERMINAL_STATUSES:
-        raise JobFailedError(job_id, job.status, job.error)
-    raise JobNotReadyError(job_id, job.status)
+def get_result(store: JobStore, job_id: str, owner: str | None = None) -> tuple[Job, StoredResult]:
+    """A finished job and a reader of its stored result (nothing read yet but its size); 409 while it runs
+    or when it failed."""
+    job = finished_job(store, job_id, owner)
+    stored = store.stored_result(job_id)
+    if stored is None:
+        raise JobExpiredError(job_id)
+    return job, stored
 
 
 def delete_job(store: JobStore, job_id: str, owner: str | None = None) -> Job | None:
@@ -328,3 +325,13 @@ def _fetch_for_listing(store: JobStore, owner: str | None, job_ids: list[str]) -
         else None
         for job, flag in zip(jobs, flags, strict=True)
     ]
+
+
+def finished_job(store: JobStore, job_id: str, owner: str | None = None) -> Job:
+    """The job, when it has finished; 409 while it runs or when it failed, 404/410 as `get_job`."""
+    job = get_job(store, job_id, owner)
+    if job.status == "finished":
+        return job
+    if job.status in TERMINAL_STATUSES:
+        raise JobFailedError(job_id, job.status, job.error)
+    raise JobNotReadyError(job_id, job.status)

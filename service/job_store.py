@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,6 +27,7 @@ from rq.utils import now, utcformat
 from rq.worker_registration import get_keys as worker_keys
 
 from schemas.defaults import LOST_WORKER_RETRIES, TOMBSTONE_TTL_S
+from schemas.errors import JobExpiredError
 from schemas.redis_keys import (
     ATTRIBUTION_JOB_FUNCTION,
     ENGINE_SECONDS,
@@ -41,6 +42,7 @@ from schemas.redis_keys import (
     model_of_queue,
     queue_name,
     result_key,
+    scores_key,
     tombstone_key,
 )
 
@@ -57,6 +59,33 @@ class Retention:
     def tombstone_ttl_s(self) -> int:
         """A tombstone outlives the longest possible life of its job by `TOMBSTONE_TTL_S`."""
         return self.queued_ttl_s + self.job_timeout_s + self.result_ttl_s + TOMBSTONE_TTL_S
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A finished job's result as its worker stored it (orjson bytes in Redis), read only when asked: in
+    ranges while it streams out, or whole to be converted."""
+
+    store: JobStore
+    job_id: str
+    size: int
+
+    def chunks(self, chunk_bytes: int) -> Iterator[bytes]:
+        """The bytes, `chunk_bytes` at a time (one GETRANGE each); JobExpiredError if the result disappears
+        (deleted or expired) while it is read."""
+        for start in range(0, self.size, chunk_bytes):
+            end = min(start + chunk_bytes, self.size)
+            data = self.store.result_range(self.job_id, start, end)
+            if len(data) != end - start:
+                raise JobExpiredError(self.job_id)
+            yield data
+
+    def read(self) -> bytes:
+        """All the bytes at once (JobExpiredError if they are gone)."""
+        data = self.store.result_bytes(self.job_id)
+        if data is None:
+            raise JobExpiredError(self.job_id)
+        return data
 
 
 @dataclass(frozen=True)
@@ -229,11 +258,27 @@ class JobStore:
         """Remove a job's record, result, index entry and tombstone: its id becomes unknown."""
         owner = (job.meta or {}).get("owner")
         job.delete()
-        self._redis.delete(result_key(job.id), cancel_key(job.id), tombstone_key(job.id))
+        self._redis.delete(result_key(job.id), scores_key(job.id), cancel_key(job.id), tombstone_key(job.id))
         self._redis.zrem(job_index(owner), job.id)
 
     def result_bytes(self, job_id: str) -> bytes | None:
         return cast("bytes | None", self._redis.get(result_key(job_id)))
+
+    def stored_result(self, job_id: str) -> StoredResult | None:
+        """A reader of the job's stored result (its size read now, its bytes when asked), or None when there
+        is none (a stored result is never empty)."""
+        size = int(self._redis.strlen(result_key(job_id)))
+        return StoredResult(self, job_id, size) if size else None
+
+    def result_range(self, job_id: str, start: int, end: int) -> bytes:
+        """Bytes `[start, end)` of the stored result (fewer, or none, if it is shorter or gone)."""
+        if end <= start:
+            return b""
+        return cast(bytes, self._redis.getrange(result_key(job_id), start, end - 1))
+
+    def scores_bytes(self, job_id: str) -> bytes | None:
+        """The scores kept beside a finished job's result (`schemas.scores.archive`), for re-aggregation."""
+        return cast("bytes | None", self._redis.get(scores_key(job_id)))
 
     def index_page(self, owner: str | None, after: IndexEntry | None, count: int) -> list[IndexEntry]:
         """Up to `count` entries of `owner`'s index, newest first, strictly after `after` in that order."""

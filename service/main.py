@@ -11,8 +11,9 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from starlette.middleware.gzip import GZipMiddleware
 
-from schemas.defaults import REDIS_COMMAND_TIMEOUT_S, REDIS_CONNECT_TIMEOUT_S
+from schemas.defaults import GZIP_LEVEL, GZIP_MIN_BYTES, REDIS_COMMAND_TIMEOUT_S, REDIS_CONNECT_TIMEOUT_S
 from schemas.logs import TEXT_FORMAT, configure_logging
 from schemas.models import load_registry
 from service.auth import ApiKeys
@@ -21,7 +22,7 @@ from service.job_store import JobStore, Retention
 from service.metrics import HttpMetrics, RequestMetrics, ServiceCollector
 from service.middleware import BodySizeLimit
 from service.rate_limit import RateLimiter
-from service.routes import attributions, catalogue, health, jobs, metrics
+from service.routes import aggregate, attributions, catalogue, health, jobs, metrics
 from service.settings import ApiSettings, get_settings
 
 logger = logging.getLogger("seqattr.api")
@@ -95,9 +96,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.api_keys = ApiKeys(app.state.settings.key_table())
     install_error_handlers(app)
+    # Innermost: compresses what the routes answer (streamed results chunk by chunk) when gzip is accepted.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     app.add_middleware(RequestMetrics, metrics=HttpMetrics(app.state.metrics_registry))
-    for router in (attributions.router, jobs.router, catalogue.router, health.router, metrics.router):
-        app.include_router(router)
+    routers = (attributions, jobs, aggregate, catalogue, health, metrics)
+    for module in routers:
+        app.include_router(module.router)
     return app

@@ -16,6 +16,7 @@ from schemas.defaults import (
     JOB_TIMEOUT_S,
     LONG_POLL_MAX_S,
     MAX_BODY_BYTES,
+    MAX_EXPORT_BYTES,
     MAX_QUEUED_JOBS,
     MIN_API_KEY_LENGTH,
     QUEUED_JOB_TTL_S,
@@ -51,6 +52,11 @@ class ApiSettings(CommonSettings):
         description="Requests per API key (or client address), e.g. '100/second;2000/minute'; 'off'.",
     )
     max_queued_jobs: int = Field(MAX_QUEUED_JOBS, ge=1, le=10_000_000, description="Queued jobs per model.")
+    max_export_bytes: int = Field(
+        MAX_EXPORT_BYTES,
+        ge=1,
+        description="Largest result export (GET /v1/jobs/{id}/result) in the chosen format; 413 above it.",
+    )
 
     @field_validator("rate_limit")
     @classmethod

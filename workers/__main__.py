@@ -80,6 +80,7 @@ def main() -> int:
         heartbeat_s=settings.heartbeat_s,
         progress_interval_s=settings.progress_interval_s,
         max_job_cost=settings.max_job_cost,
+        max_granular_bytes=settings.max_granular_bytes,
         worker_ttl=settings.worker_ttl_s,
         maintenance_interval=settings.maintenance_s,
         log_job_description=True,

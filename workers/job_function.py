@@ -25,11 +25,16 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from schemas.attribution import AttributionRequest
-from schemas.defaults import MAX_JOB_COST, PROGRESS_MIN_INTERVAL_S, RESULT_TTL_S
+from schemas.defaults import (
+    DEFAULT_MAX_GRANULAR_BYTES,
+    MAX_JOB_COST,
+    PROGRESS_MIN_INTERVAL_S,
+    RESULT_TTL_S,
+)
 from schemas.errors import JobTimeoutError, OutOfMemoryError, SeqattrError
 from schemas.models import load_registry
-from schemas.redis_keys import cancel_key, job_ended_channel, result_key
-from workers.engine.run import run_attribution
+from schemas.redis_keys import cancel_key, job_ended_channel, result_key, scores_key
+from workers.engine.run import attribute
 from workers.metrics import record_job
 from workers.model_cache import ModelCache
 from workers.settings import get_worker_settings
@@ -49,6 +54,7 @@ class JobRuntime:
     model_cache: ModelCache
     progress_interval_s: float = PROGRESS_MIN_INTERVAL_S
     max_job_cost: int = MAX_JOB_COST
+    max_granular_bytes: int = DEFAULT_MAX_GRANULAR_BYTES
     heartbeats: Callable[[Job], AbstractContextManager[None]] = _no_heartbeats
 
 
@@ -67,7 +73,9 @@ def _current_runtime() -> JobRuntime:
     if _runtime is None:
         settings = get_worker_settings()
         cache = ModelCache(load_registry(settings.models), settings.model_cache_dir, settings.device)
-        _runtime = JobRuntime(cache, max_job_cost=settings.max_job_cost)
+        _runtime = JobRuntime(
+            cache, max_job_cost=settings.max_job_cost, max_granular_bytes=settings.max_granular_bytes
+        )
     return _runtime
 
 
@@ -173,10 +181,22 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes,
         progress.check_canceled()
         parsed = AttributionRequest.model_validate(request)
         loaded = runtime.model_cache.get(parsed.model)
-        result = run_attribution(parsed, loaded, progress, result_id=job.id, max_cost=runtime.max_job_cost)
+        attributed = attribute(
+            parsed,
+            loaded,
+            progress,
+            result_id=job.id,
+            max_cost=runtime.max_job_cost,
+            max_granular_bytes=runtime.max_granular_bytes,
+        )
+        result = attributed.result
         payload = orjson.dumps(result)
         ttl = job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL_S
-        job.connection.set(result_key(job.id), payload, ex=ttl)
+        # One transaction: a reader never sees the result without the scores kept for re-aggregation.
+        with job.connection.pipeline() as pipe:
+            pipe.set(result_key(job.id), payload, ex=ttl)
+            pipe.set(scores_key(job.id), attributed.archive, ex=ttl)
+            pipe.execute()
         progress.finish()
     except JobCanceled:
         logger.info("job %s canceled", job.id)

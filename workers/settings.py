@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from schemas.defaults import (
+    DEFAULT_MAX_GRANULAR_BYTES,
     MAX_JOB_COST,
     PROGRESS_MIN_INTERVAL_S,
     WORKER_HEARTBEAT_S,
@@ -39,6 +40,11 @@ class WorkerSettings(CommonSettings):
     log_level: str = "INFO"
     max_job_cost: int = Field(
         MAX_JOB_COST, ge=1, description="Most token-steps one job may cost (422 past it)."
+    )
+    max_granular_bytes: int = Field(
+        DEFAULT_MAX_GRANULAR_BYTES,
+        ge=0,
+        description="Most bytes of unreduced scores kept for one job (`aggregation.keep_granular`).",
     )
 
     @field_validator("worker_models", mode="before")

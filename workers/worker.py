@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.worker import BaseWorker, SimpleWorker
 
 from schemas.defaults import (
+    DEFAULT_MAX_GRANULAR_BYTES,
     MAX_JOB_COST,
     PROGRESS_MIN_INTERVAL_S,
     WORKER_HEARTBEAT_MISSES,
@@ -75,6 +76,7 @@ class SeqattrWorker(SimpleWorker):
         heartbeat_s: seconds between heartbeats while a job runs.
         progress_interval_s: least time between two progress writes of a job.
         max_job_cost: most token-steps a job may cost.
+        max_granular_bytes: most bytes of unreduced scores kept for one job.
         *args, **kwargs: passed to `SimpleWorker`.
     """
 
@@ -85,6 +87,7 @@ class SeqattrWorker(SimpleWorker):
         heartbeat_s: float = WORKER_HEARTBEAT_S,
         progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
         max_job_cost: int = MAX_JOB_COST,
+        max_granular_bytes: int = DEFAULT_MAX_GRANULAR_BYTES,
         **kwargs: Any,
     ):
         check_rq_interface()
@@ -93,7 +96,13 @@ class SeqattrWorker(SimpleWorker):
         self.model_cache = model_cache
         self.heartbeat_s = heartbeat_s
         job_function.configure(
-            job_function.JobRuntime(model_cache, progress_interval_s, max_job_cost, self.heartbeats)
+            job_function.JobRuntime(
+                model_cache,
+                progress_interval_s=progress_interval_s,
+                max_job_cost=max_job_cost,
+                max_granular_bytes=max_granular_bytes,
+                heartbeats=self.heartbeats,
+            )
         )
 
     def get_heartbeat_ttl(self, job: Job) -> int:  # noqa: ARG002 (same for every job)

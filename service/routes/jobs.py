@@ -9,10 +9,14 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas.defaults import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT
 from schemas.jobs import Job, JobPage, JobStatus
-from schemas.problems import JobStateProblem, ValidationProblem, problem_responses
-from schemas.results import AttributionResult
+from schemas.problems import (
+    ValidationProblem,
+    export_responses,
+    problem_responses,
+)
 from service import job_operations
 from service.deps import JobStoreDep, SettingsDep
+from service.exports import ExportOptionsDep, export_response
 from service.rate_limit import RateLimitedCallerDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -62,17 +66,29 @@ async def get_job(
 @router.get(
     "/{job_id}/result",
     name="get_job_result",
-    summary="A finished job's result",
+    summary="A finished job's result, as JSON, CSV or the reference library's file",
+    description="The format is `?format=`, else the best match of `Accept` (JSON for none or `*/*`). "
+    "Results stream; `Accept-Encoding: gzip` compresses them.",
     response_class=Response,
-    responses={
-        200: {"model": AttributionResult, "content": {"application/json": {}}},
-        **problem_responses(401, 429, 404, 410, 503, s409=JobStateProblem, s422=ValidationProblem),
-    },
+    responses=export_responses(
+        401, 429, 404, 410, 503, s422="Invalid parameters, or a granular result asked for as CSV."
+    ),
 )
-def get_job_result(job_id: JobId, store: JobStoreDep, caller: RateLimitedCallerDep) -> Response:
-    # The stored bytes are returned as they are: results can be large, and re-encoding them would cost more
-    # than the request itself.
-    return Response(job_operations.get_result(store, job_id, caller), media_type="application/json")
+def get_job_result(
+    job_id: JobId,
+    store: JobStoreDep,
+    caller: RateLimitedCallerDep,
+    settings: SettingsDep,
+    export: ExportOptionsDep,
+) -> Response:
+    job, stored = job_operations.get_result(store, job_id, caller)
+    return export_response(
+        stored,
+        export.format,
+        max_bytes=settings.max_export_bytes,
+        precision=export.precision,
+        request=job.request,
+    )
 
 
 @router.delete(

@@ -9,6 +9,7 @@ import pytest
 
 from cli.processes import stop
 from schemas.aggregators import Aggregator
+from schemas.attribution import AttributionRequest
 from schemas.methods import METHOD_SPECS
 from schemas.step_functions import STEP_FUNCTION_SPECS
 from service.openapi import openapi_document
@@ -76,3 +77,14 @@ def test_redis_down_is_503(tiny_registry: Path, tmp_path: Path) -> None:
         assert_problem(httpx.get(url + "/readyz"), 503, "not-ready")
     finally:
         stop(process, "API")
+
+
+def test_aggregation_steps_are_listed_as_the_request_schema_has_them(client: httpx.Client) -> None:
+    steps = {s["id"]: s for s in client.get("/v1/aggregators").json()["steps"]}
+    assert list(steps) == ["scores", "subwords", "spans", "split", "slices", "pair"]
+    assert all(s["description"] and s["parameters"]["properties"] for s in steps.values())
+    in_requests = sorted(k for k, s in steps.items() if s["in_requests"])
+    request_steps = AttributionRequest.model_json_schema()["$defs"]["AggregationOptions"]["properties"][
+        "steps"
+    ]
+    assert in_requests == sorted(request_steps["items"]["discriminator"]["mapping"])

@@ -19,6 +19,7 @@ def test_operation_ids_are_stable() -> None:
     ids = sorted(op["operationId"] for path in document["paths"].values() for op in path.values())
     assert ids == sorted(
         [
+            "aggregate_job_result",
             "create_attribution",
             "delete_job",
             "get_job",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
 import pytest
+import torch
 
 from schemas.aggregators import Aggregator
 from schemas.methods import METHOD_ARGS, METHOD_SPECS
 from schemas.redis_keys import ATTRIBUTION_JOB_FUNCTION
+from schemas.scores.functions import FUNCTIONS
 from schemas.step_functions import STEP_FUNCTION_SPECS
 from workers.engine.aggregation import REDUCERS
 from workers.engine.step_functions import STEP_FUNCTION_REGISTRY, probability, register_step_function
@@ -20,7 +23,7 @@ def test_methods_match_the_catalogue() -> None:
     assert set(METHOD_REGISTRY) == set(METHOD_SPECS) == set(METHOD_ARGS)
     for method_id, cls in METHOD_REGISTRY.items():
         assert cls.id == method_id
-        assert all(isinstance(reducer, Aggregator) for reducer in cls.default_reducers)
+        assert build_method(method_id, {}).reducers(None) == METHOD_SPECS[method_id].default_aggregators
 
 
 @pytest.mark.parametrize("method_id", sorted(METHOD_SPECS))
@@ -42,7 +45,20 @@ def test_step_function_registration_refuses_silent_overwrites_and_unknown_ids() 
 
 
 def test_aggregators_match_the_catalogue() -> None:
-    assert set(REDUCERS) == set(Aggregator)
+    assert set(REDUCERS) == set(Aggregator) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("aggregator", list(Aggregator))
+def test_torch_and_numpy_aggregators_agree(aggregator: Aggregator) -> None:
+    """The workers reduce in torch as chunks come; the API re-aggregates stored scores in numpy: the same
+    function must give the same numbers, NaN cells (undefined positions) included."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(5, 4, 7, generator=generator)
+    scores[3, 2:] = float("nan")  # a position after its step, all units undefined
+    scores[0, 0, 3] = float("nan")
+    want = REDUCERS[aggregator](scores).numpy()
+    got = FUNCTIONS[aggregator](scores.numpy(), -1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 def test_the_enqueued_job_function_exists() -> None:

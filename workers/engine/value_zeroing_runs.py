@@ -10,8 +10,8 @@ import torch
 
 from schemas.errors import InvalidRequestError
 from schemas.methods import Indices, ZeroedUnits
+from schemas.units import unit_indices
 from workers.engine.model_io import SequenceIO, config_int
-from workers.engine.units import unit_indices
 from workers.engine.value_zeroing import BlockStack, RunStack, UnsupportedArchitectureError, block_stack
 
 MIN_SCORE = 1e-5

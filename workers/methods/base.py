@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 
 from schemas.aggregators import Aggregator
-from schemas.methods import MethodArgs
+from schemas.methods import METHOD_SPECS, MethodArgs
 from workers.engine.model_io import SequenceIO
 from workers.types import RawScores, ScoreFn
 
@@ -20,8 +20,6 @@ class AttributionMethod:
     """One attribution method, built with its validated `method_args`."""
 
     id: ClassVar[str]
-    default_reducers: ClassVar[tuple[Aggregator, ...]] = (Aggregator.VNORM,)
-    """Reductions over the trailing unit dimensions, last one first (the reference library's defaults)."""
 
     def __init__(self, args: MethodArgs) -> None:
         self.args = args
@@ -29,10 +27,11 @@ class AttributionMethod:
     def reducers(self, chosen: list[Aggregator] | None) -> list[Aggregator | None]:
         """The reductions to apply: the method's defaults, one chosen aggregator for every unit dimension, or
         one per dimension (the request checked the count against the catalogue's `unit_dims`)."""
+        defaults = METHOD_SPECS[self.id].default_aggregators
         if not chosen:
-            return list(self.default_reducers)
+            return list(defaults)
         if len(chosen) == 1:
-            return [chosen[0]] * len(self.default_reducers)
+            return [chosen[0]] * len(defaults)
         return list(chosen)
 
     def cost(self, n_steps: int, length: int) -> int:

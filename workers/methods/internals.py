@@ -6,8 +6,8 @@ import torch
 
 from schemas.aggregators import Aggregator
 from schemas.methods import AttentionArgs
+from schemas.units import unit_indices
 from workers.engine.model_io import SequenceIO
-from workers.engine.units import unit_indices
 from workers.methods.base import AttributionMethod, mask_after_step
 from workers.types import RawScores, ScoreFn
 
@@ -27,7 +27,6 @@ class Attention(AttributionMethod):
 
     id = "attention"
     args: AttentionArgs
-    default_reducers = (Aggregator.MEAN, Aggregator.MEAN)  # heads, then layers
 
     def cost(self, n_steps: int, length: int) -> int:  # noqa: ARG002 - one forward
         return length

@@ -11,7 +11,6 @@ class Dummy(AttributionMethod):
     """Computes nothing: source and target attributions are null; the step scores are still computed."""
 
     id = "dummy"
-    default_reducers = ()
 
     def cost(self, n_steps: int, length: int) -> int:  # noqa: ARG002 - the step scores' forward
         return length

@@ -11,7 +11,6 @@ import secrets
 
 import torch
 
-from schemas.aggregators import Aggregator
 from schemas.errors import InvalidRequestError
 from schemas.methods import LimeArgs, OcclusionArgs, ReagentArgs, ValueZeroingArgs
 from workers.engine.model_io import SequenceIO
@@ -69,7 +68,6 @@ class Occlusion(AttributionMethod):
 
     id = "occlusion"
     args: OcclusionArgs
-    default_reducers = ()
 
     def cost(self, n_steps: int, length: int) -> int:  # noqa: ARG002 - one forward per window
         return -(-length // self.args.stride) * length
@@ -227,7 +225,6 @@ class Reagent(AttributionMethod):
 
     id = "reagent"
     args: ReagentArgs
-    default_reducers = ()
 
     def cost(self, n_steps: int, length: int) -> int:
         # Two forwards per probe and round; probes usually stop within tens of rounds, so the estimate
@@ -354,7 +351,6 @@ class ValueZeroing(AttributionMethod):
 
     id = "value_zeroing"
     args: ValueZeroingArgs
-    default_reducers = (Aggregator.MEAN,)  # over layers (the reference's multi-dimensional default)
 
     def cost(self, n_steps: int, length: int) -> int:  # noqa: ARG002 - one forward per zeroed token
         return length * length

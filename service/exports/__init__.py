@@ -1,0 +1,10 @@
+"""Exports of a finished result: JSON (stored bytes, or rounded), CSV and the reference library's file.
+
+Routes take `ExportOptionsDep` (format from `?format=` or `Accept`, and `precision`) and answer with
+`export_response(result, options.format, precision=options.precision, max_bytes=..., request=...)`.
+"""
+
+from service.exports.negotiation import ExportOptions, ExportOptionsDep, export_options, negotiate
+from service.exports.response import export_response
+
+__all__ = ["ExportOptions", "ExportOptionsDep", "export_options", "export_response", "negotiate"]
