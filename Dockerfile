@@ -88,6 +88,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 USER seqattr
 WORKDIR /home/seqattr
+# matplotlib (heatmap images) builds its font cache once, here, not on the first image request.
+RUN python -c "import matplotlib.font_manager"
 VOLUME ["/data"]
 EXPOSE 8000
 

@@ -162,6 +162,9 @@ SHUTDOWN_GRACE_S = 10.0
 REDIS_START_TIMEOUT_S = 15.0
 """How long the runner waits for the embedded Redis to answer PING."""
 
+CLI_HTTP_TIMEOUT_S = 30.0
+"""Longest the `seqattr` command waits to connect to the API, or for the next bytes of an answer."""
+
 MAX_METHOD_SAMPLES = 1000
 """Upper bound on sampled copies per step of randomised methods (gradient_shap, lime, reagent probes)."""
 

@@ -26,7 +26,7 @@ class JobLinks(BaseModel):
 
     self: str
     result: str
-    view: str | None = Field(None, description="HTML view of the result (not served yet).")
+    view: str | None = Field(None, description="The result's HTML heatmap page, once the job has finished.")
 
 
 class Job(BaseModel):

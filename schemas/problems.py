@@ -54,6 +54,25 @@ class JobStateProblem(Problem):
     error: dict[str, Any] | None = None
 
 
+def problems_as_sent(document: dict[str, Any]) -> dict[str, Any]:
+    """Declare each problem response's schema under `application/problem+json`, the media type it is sent as,
+    and only there; in place.
+
+    FastAPI documents a response `model` under the route's own media type (`application/json`, `text/html`,
+    `image/png`...), which would tell clients that a 404 of an image is an image.
+    """
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if content.get(PROBLEM_MEDIA_TYPE) != {}:
+                    continue  # not from `problem_responses`, or already moved
+                schemas = [entry for media, entry in content.items() if media != PROBLEM_MEDIA_TYPE]
+                if len(schemas) == 1:
+                    response["content"] = {PROBLEM_MEDIA_TYPE: schemas[0]}
+    return document
+
+
 def problem_responses(*statuses: int, **models: type[Problem]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for error statuses, documented as problem+json.
 

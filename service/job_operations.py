@@ -107,7 +107,11 @@ def job_record(job: RQJob, cancel_requested: bool, position: int | None = None) 
         attempts=meta.get("attempts", 0),
         position=position if status == "queued" else None,
         error=error,
-        links=JobLinks(self=job_path(job.id), result=job_path(job.id) + "/result"),
+        links=JobLinks(
+            self=job_path(job.id),
+            result=job_path(job.id) + "/result",
+            view=job_path(job.id) + "/view" if status == "finished" else None,
+        ),
         request=(job.kwargs or {}).get("request", {}),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -16,6 +17,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from schemas.defaults import GZIP_LEVEL, GZIP_MIN_BYTES, REDIS_COMMAND_TIMEOUT_S, REDIS_CONNECT_TIMEOUT_S
 from schemas.logs import TEXT_FORMAT, configure_logging
 from schemas.models import load_registry
+from schemas.problems import problems_as_sent
 from service.auth import ApiKeys
 from service.errors import install_error_handlers
 from service.job_store import JobStore, Retention
@@ -29,6 +31,13 @@ logger = logging.getLogger("seqattr.api")
 
 API_VERSION = "1.0.0"
 """Version of the HTTP contract in the OpenAPI document."""
+
+
+class SeqattrApp(FastAPI):
+    """The app; its OpenAPI document declares problem bodies under the media type they are sent as."""
+
+    def openapi(self) -> dict[str, Any]:
+        return problems_as_sent(super().openapi())
 
 
 def operation_id(route: APIRoute) -> str:
@@ -86,7 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the app; `settings` defaults to the environment's."""
-    app = FastAPI(
+    app = SeqattrApp(
         title="Seqattr",
         summary="Feature attribution for sequence-generation models.",
         version=API_VERSION,

@@ -15,6 +15,9 @@ import pytest  # noqa: E402
 
 from tests.tiny_models import build_tiny_models, write_registry  # noqa: E402
 
+pytest_plugins = ["tests.stack_fixtures"]
+"""The real stack's fixtures (Redis, the API, a worker), shared by every folder that asks for them."""
+
 
 def _cuda_available() -> bool:
     try:

@@ -4,6 +4,7 @@ turning many small rendered pieces into few large chunks."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -101,3 +102,21 @@ def chunked(pieces: Iterable[str | bytes], size: int) -> Iterator[bytes]:
             buffer, held = [], 0
     if buffer:
         yield b"".join(buffer)
+
+
+_SPECIAL_TOKEN = re.compile(r"<[^<>\s]+>|\[[A-Z]+\]")
+"""Special tokens as tokenizers spell them: `<s>`, `</s>`, `<pad>`, `[CLS]`."""
+
+
+def tokens_text(tokens: Iterable[Mapping[str, Any]], skip_special: bool = True) -> str:
+    """The text of result tokens: each token's decoded `text`, with word-initial markers ('▁', 'Ġ') read as a
+    space (SentencePiece tokenizers decode a single token without its space) and special tokens left out."""
+    parts = []
+    for t in tokens:
+        if skip_special and _SPECIAL_TOKEN.fullmatch(t["token"]):
+            continue
+        text = str(t.get("text", t["token"]))
+        if t["token"][:1] in ("▁", "Ġ") and not text.startswith(" "):
+            text = " " + text
+        parts.append(text)
+    return "".join(parts)

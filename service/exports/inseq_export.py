@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from service.exports.common import first_cell, unit_shape
+from service.exports.common import first_cell, tokens_text, unit_shape
 
 INSEQ_MODULE = "inseq.data.attribution"
 TOKEN_TYPE = ["inseq.utils.typing", "TokenWithId"]
@@ -47,8 +46,6 @@ _B64_BLOCK = 3 * 64 * 1024
 
 _SAFETENSORS_ALIGN = 24
 """The header is space-padded until the prefix is a multiple of 8 (safetensors) and 3 (base64 pieces)."""
-
-_SPECIAL_TOKEN = re.compile(r"<[^<>\s]+>|\[[A-Z]+\]")
 
 
 def _dumps(value: Any) -> str:
@@ -178,25 +175,12 @@ def _tensor_dict(scores: Mapping[str, Any]) -> Iterator[Piece]:
     yield "}"
 
 
-def _text(tokens: list[Mapping[str, Any]]) -> str:
-    """Text of tokens, special tokens left out, word-initial markers ('▁', 'Ġ') read as spaces."""
-    parts = []
-    for t in tokens:
-        if _SPECIAL_TOKEN.fullmatch(t["token"]):
-            continue
-        text = t.get("text", t["token"])
-        if t["token"][:1] in ("▁", "Ġ") and not text.startswith(" "):
-            text = " " + text
-        parts.append(text)
-    return "".join(parts).strip()
-
-
 def inseq_info(result: Mapping[str, Any], request: Mapping[str, Any] | None) -> dict[str, Any]:
     """The `info` Inseq writes (`model.attribute`'s arguments and outputs), from a result and its request."""
     info = result.get("info") or {}
     request = request or {}
     sequences = result.get("sequences") or []
-    generated = request.get("generated_texts") or [_text(s["target"]) for s in sequences]
+    generated = request.get("generated_texts") or [tokens_text(s["target"]).strip() for s in sequences]
     step_scores = request.get("step_scores")
     if step_scores is None:
         step_scores = list((sequences[0].get("step_scores") or {}) if sequences else [])
@@ -214,7 +198,7 @@ def inseq_info(result: Mapping[str, Any], request: Mapping[str, Any] | None) -> 
         "generated_texts": generated,
         "generation_args": info.get("generation_args", request.get("generation_args", {})),
         "include_eos_baseline": info.get("include_eos_baseline", request.get("include_eos_baseline", False)),
-        "input_texts": request.get("inputs") or [_text(s["source"]) for s in sequences],
+        "input_texts": request.get("inputs") or [tokens_text(s["source"]).strip() for s in sequences],
         "model_class": (result.get("model") or {}).get("architecture"),
         "model_name": (result.get("model") or {}).get("id"),
         "output_step_attributions": False,

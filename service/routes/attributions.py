@@ -9,7 +9,13 @@ from fastapi import APIRouter, Header, Response
 from schemas.attribution import AttributionRequest
 from schemas.defaults import IDEMPOTENCY_KEY_MAX_LENGTH
 from schemas.jobs import Job
-from schemas.problems import UnknownModelProblem, ValidationProblem, problem_responses
+from schemas.problems import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    UnknownModelProblem,
+    ValidationProblem,
+    problem_responses,
+)
 from service import job_operations
 from service.deps import JobStoreDep, RegistryDep, SettingsDep
 from service.rate_limit import RateLimitedCallerDep
@@ -24,7 +30,13 @@ router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
     response_model=Job,
     summary="Submit an attribution job",
     responses={
-        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem, s422=ValidationProblem),
+        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem),
+        422: {
+            "model": ValidationProblem | Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": "An invalid body (`errors` lists each location), or an `Idempotency-Key` already "
+            "used with another body.",
+        },
         202: {"description": "Accepted; poll the job at the `Location` header."},
     },
 )
