@@ -94,10 +94,12 @@ class ApiClient:
             "or point --url / SEQATTR_URL at a running one"
         )
 
-    def submit(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
-        """POST /v1/attributions; returns the queued job."""
+    def submit(
+        self, body: dict[str, Any], idempotency_key: str | None = None, path: str = "/v1/attributions"
+    ) -> dict[str, Any]:
+        """POST a job (to /v1/attributions, or `path`: /v1/attribute-context); returns the queued job."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._request("POST", "/v1/attributions", json=body, headers=headers).json()
+        return self._request("POST", path, json=body, headers=headers).json()
 
     def job(self, job_id: str, wait_s: float = 0) -> dict[str, Any]:
         """GET /v1/jobs/{id}, long-polling up to `wait_s` for a terminal status."""

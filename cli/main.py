@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from cli import render
 from cli.attribute_command import attribute
 from cli.common import DEFAULT_URL, ApiKey, Url, reported
+from cli.context_command import attribute_context
 from schemas.defaults import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -137,6 +138,7 @@ def worker(
 
 
 app.command(rich_help_panel=_ATTRIBUTE)(attribute)
+app.command("attribute-context", rich_help_panel=_ATTRIBUTE)(attribute_context)
 
 
 @app.command(rich_help_panel=_ATTRIBUTE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from schemas.context import ContextAttributionResult
 from schemas.results import AttributionResult
 
 CSV_COLUMNS = ("sequence", "side", "position", "token", "step", "generated_token", "score")
@@ -26,6 +27,7 @@ class ExportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
     INSEQ = "inseq"
+    TEXT = "text"
 
     @property
     def media_type(self) -> str:
@@ -40,6 +42,7 @@ _MEDIA_TYPES = {
     ExportFormat.JSON: "application/json",
     ExportFormat.CSV: "text/csv",
     ExportFormat.INSEQ: "application/x-inseq+json",
+    ExportFormat.TEXT: "text/plain",
 }
 
 _DESCRIPTIONS = {
@@ -48,7 +51,15 @@ _DESCRIPTIONS = {
     "side `step_score`: `pandas.read_csv` loads it as it is. Granular results are refused (422).",
     ExportFormat.INSEQ: "The reference library's saved-output file (`FeatureAttributionOutput.save`), which "
     "`inseq.FeatureAttributionOutput.load(path)` of Inseq 0.7 reads; null cells become NaN.",
+    ExportFormat.TEXT: "Context-attribution (attribute-context) jobs only: the reference library's text "
+    "rendering of the result (`ContextAttributionResult.text`).",
 }
+
+ATTRIBUTION_FORMATS = (ExportFormat.JSON, ExportFormat.CSV, ExportFormat.INSEQ)
+"""The formats of an attribution job's result."""
+
+CONTEXT_FORMATS = (ExportFormat.JSON, ExportFormat.TEXT)
+"""The formats of a context-attribution job's result."""
 
 INSEQ_FILE_SCHEMA: dict[str, Any] = {
     "title": "InseqFeatureAttributionOutput",
@@ -98,19 +109,35 @@ CSV_EXAMPLE = (
 )
 
 
-def export_content() -> dict[str, Any]:
-    """The OpenAPI entry of a 200 that answers in every export format, each with its schema."""
-    return {
-        "model": AttributionResult,
-        "description": "The result in the asked format: "
-        + ", ".join(f"`{fmt.media_type}` (format={fmt.value})" for fmt in ExportFormat)
-        + ".",
-        "content": {
-            ExportFormat.JSON.media_type: {},
-            ExportFormat.CSV.media_type: {
-                "schema": {"type": "string", "description": "CSV with header " + ",".join(CSV_COLUMNS)},
-                "example": CSV_EXAMPLE,
-            },
-            ExportFormat.INSEQ.media_type: {"schema": INSEQ_FILE_SCHEMA},
+def export_content(context: bool = False) -> dict[str, Any]:
+    """The OpenAPI entry of a 200 that answers a result in the export formats, each with its schema.
+
+    Args:
+        context: whether context-attribution results are answered too (`ContextAttributionResult` as JSON,
+            their text rendering as `text/plain`).
+    """
+    formats = ExportFormat if context else ATTRIBUTION_FORMATS
+    content: dict[str, Any] = {
+        ExportFormat.JSON.media_type: {},
+        ExportFormat.CSV.media_type: {
+            "schema": {"type": "string", "description": "CSV with header " + ",".join(CSV_COLUMNS)},
+            "example": CSV_EXAMPLE,
         },
+        ExportFormat.INSEQ.media_type: {"schema": INSEQ_FILE_SCHEMA},
+    }
+    description = "The result in the asked format: " + ", ".join(
+        f"`{fmt.media_type}` (format={fmt.value})" for fmt in formats
+    )
+    if not context:
+        return {"model": AttributionResult, "description": description + ".", "content": content}
+    content[ExportFormat.TEXT.media_type] = {
+        "schema": {"type": "string", "description": "The text rendering of a context-attribution result."}
+    }
+    return {
+        # Each kind's JSON result is its own type: attribution jobs answer `AttributionResult`,
+        # attribute-context jobs `ContextAttributionResult` (json and text only).
+        "model": AttributionResult | ContextAttributionResult,
+        "description": description + "; csv and inseq for attribution jobs, text for context-attribution "
+        "jobs (any other pairing is a 422).",
+        "content": content,
     }

@@ -112,11 +112,12 @@ class ExportTooLargeProblem(Problem):
     alternatives: list[ExportAlternative] = Field(description="Formats under the limit, smallest first.")
 
 
-def export_responses(*statuses: int, s422: str) -> dict[int | str, dict[str, Any]]:
+def export_responses(*statuses: int, s422: str, context: bool = False) -> dict[int | str, dict[str, Any]]:
     """The responses of an endpoint that answers a result in the export formats (`schemas.exports`): the
-    formats, the problems `statuses`, 406, 409 and 413, and a 422 described by `s422`."""
+    formats, the problems `statuses`, 406, 409 and 413, and a 422 described by `s422`; `context` when
+    context-attribution results are answered too."""
     return {
-        200: export_content(),
+        200: export_content(context),
         **problem_responses(
             *statuses,
             s406=NotAcceptableProblem,

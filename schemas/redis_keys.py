@@ -23,6 +23,13 @@ first; each API key's jobs have an index of their own (`job_index`)."""
 ATTRIBUTION_JOB_FUNCTION = "workers.job_function.run_attribution_job"
 """Dotted path of the function a worker runs for an attribution job (a test checks it resolves)."""
 
+CONTEXT_JOB_FUNCTION = "workers.job_function.run_context_job"
+"""Dotted path of the function a worker runs for a context-attribution (PECoRe) job (a test checks it
+resolves)."""
+
+JOB_FUNCTIONS = {"attribution": ATTRIBUTION_JOB_FUNCTION, "attribute-context": CONTEXT_JOB_FUNCTION}
+"""The job function of each job kind (`schemas.jobs.JobKind`)."""
+
 SERIALIZER = JSONSerializer
 """Serializer of every job's arguments, meta and return value: JSON, never pickle."""
 

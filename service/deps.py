@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
+from schemas.defaults import IDEMPOTENCY_KEY_MAX_LENGTH
 from schemas.models import ModelEntry
 from service.job_store import JobStore
 from service.settings import ApiSettings
@@ -29,3 +30,12 @@ async def get_registry(request: Request) -> dict[str, ModelEntry]:
 SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 RegistryDep = Annotated[dict[str, ModelEntry], Depends(get_registry)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        description="Same key and body: the same job again. Same key, other body: 422.",
+    ),
+]
+"""The `Idempotency-Key` header of a submit."""

@@ -19,8 +19,10 @@ import orjson
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from schemas.attribution import AttributionRequest
+from schemas.context import ContextAttributionRequest
 from schemas.defaults import (
     IDEMPOTENCY_IN_FLIGHT_S,
     IDEMPOTENCY_POLL_S,
@@ -31,6 +33,7 @@ from schemas.defaults import (
 )
 from schemas.errors import (
     IdempotencyKeyReusedError,
+    InvalidRequestError,
     JobExpiredError,
     JobFailedError,
     JobNotReadyError,
@@ -40,7 +43,7 @@ from schemas.errors import (
     UnknownModelError,
     WorkerLostError,
 )
-from schemas.jobs import TERMINAL_STATUSES, Job, JobLinks, JobPage, JobStatus, Progress
+from schemas.jobs import TERMINAL_STATUSES, Job, JobKind, JobLinks, JobPage, JobStatus, Progress
 from schemas.models import ModelEntry
 from service.job_store import IndexEntry, JobStore, StoredResult
 
@@ -164,15 +167,18 @@ def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def submit_attribution(
+def submit_job(
     store: JobStore,
     registry: dict[str, ModelEntry],
-    request: AttributionRequest,
+    request: AttributionRequest | ContextAttributionRequest,
     idempotency_key: str | None = None,
     owner: str | None = None,
     max_queued: int | None = None,
 ) -> tuple[Job, bool]:
-    """Enqueue an attribution job on its model's queue, visible to `owner` (an API key's name) only.
+    """Enqueue a job of any kind on its model's queue, visible to `owner` (an API key's name) only.
+
+    The kind follows the request's type: an `AttributionRequest` is an attribution job, a
+    `ContextAttributionRequest` an attribute-context job.
 
     Returns:
         The new job (or the one an earlier request with the same Idempotency-Key created) and whether
@@ -180,37 +186,53 @@ def submit_attribution(
     """
     if request.model not in registry or request.model not in store.model_ids:
         raise UnknownModelError(request.model, list(registry))
+    kind: JobKind
+    if isinstance(request, ContextAttributionRequest):
+        kind, method = "attribute-context", request.attribution_method
+    else:
+        kind, method = "attribution", request.method
     payload = request.model_dump(mode="json")
     job_id = uuid.uuid4().hex
     if idempotency_key is not None:  # a replay answers with the earlier job, however full the queue is
-        earlier = _claim(store, idempotency_key, owner, request_hash(payload), job_id)
+        # The kind is part of what the key binds: the same key on the other endpoint is another body.
+        earlier = _claim(store, idempotency_key, owner, request_hash({"kind": kind, **payload}), job_id)
         if earlier is not None:
             return earlier, True
     try:
         waiting = store.queue_length(request.model)
         if max_queued is not None and waiting >= max_queued:
             raise QueueFullError(request.model, max_queued, QUEUE_FULL_RETRY_AFTER_S)
-        job = store.enqueue(job_id, request.model, "attribution", payload, owner)
+        job = store.enqueue(job_id, request.model, kind, payload, owner)
     except Exception:
         if idempotency_key is not None:
             store.release_idempotency_key(idempotency_key, owner)
         raise
     logger.info(
-        "job %s queued: %s on %s by %s",
+        "job %s queued: %s %s on %s by %s",
         job_id,
-        request.method,
+        kind,
+        method,
         request.model,
         owner or "anonymous",
         extra={
             "job_id": job_id,
             "model": request.model,
-            "method": request.method,
+            "method": method,
             "key": owner,
             "status": "queued",
         },
     )
     # A new job: not canceled, and behind the jobs that were waiting (no further round trip to Redis).
     return job_record(job, cancel_requested=False, position=waiting), False
+
+
+def accepted(job: Job, replayed: bool) -> Response:
+    """The 202 of a submit: the job, its `Location`, and `Idempotent-Replayed` for an earlier job."""
+    headers = {"Location": job.links.self}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    # Serialised once, by pydantic-core; FastAPI's response_model pass would validate the record again.
+    return Response(job.model_dump_json(), status_code=202, media_type="application/json", headers=headers)
 
 
 def _claim(store: JobStore, key: str, owner: str | None, body_hash: str, job_id: str) -> Job | None:
@@ -241,7 +263,7 @@ def _claim(store: JobStore, key: str, owner: str | None, body_hash: str, job_id:
 def get_result(store: JobStore, job_id: str, owner: str | None = None) -> tuple[Job, StoredResult]:
     """A finished job and a reader of its stored result (nothing read yet but its size); 409 while it runs
     or when it failed."""
-    job = finished_job(store, job_id, owner)
+    job = finished_job(store, job_id, owner, kinds=None)
     stored = store.stored_result(job_id)
     if stored is None:
         raise JobExpiredError(job_id)
@@ -331,9 +353,24 @@ def _fetch_for_listing(store: JobStore, owner: str | None, job_ids: list[str]) -
     ]
 
 
-def finished_job(store: JobStore, job_id: str, owner: str | None = None) -> Job:
-    """The job, when it has finished; 409 while it runs or when it failed, 404/410 as `get_job`."""
+def finished_job(
+    store: JobStore,
+    job_id: str,
+    owner: str | None = None,
+    kinds: tuple[JobKind, ...] | None = ("attribution",),
+) -> Job:
+    """The job, when it has finished; 409 while it runs or when it failed, 404/410 as `get_job`.
+
+    Args:
+        kinds: the job kinds the caller applies to (None: any); another kind is a 422 that says so. The
+            default suits what works on attribution scores only (re-aggregation).
+    """
     job = get_job(store, job_id, owner)
+    if kinds is not None and job.kind not in kinds:
+        raise InvalidRequestError(
+            f"job {job_id} is an {job.kind} job: this applies to {' and '.join(kinds)} jobs only",
+            kind=job.kind,
+        )
     if job.status == "finished":
         return job
     if job.status in TERMINAL_STATUSES:

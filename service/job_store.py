@@ -29,8 +29,8 @@ from rq.worker_registration import get_keys as worker_keys
 from schemas.defaults import LOST_WORKER_RETRIES, TOMBSTONE_TTL_S
 from schemas.errors import JobExpiredError
 from schemas.redis_keys import (
-    ATTRIBUTION_JOB_FUNCTION,
     ENGINE_SECONDS,
+    JOB_FUNCTIONS,
     JOB_SECONDS,
     JOBS_ENDED,
     MODEL_LOADS,
@@ -181,7 +181,7 @@ class JobStore:
         now = time.time()
         with self._redis.pipeline() as pipe:
             job = queue.enqueue_call(
-                ATTRIBUTION_JOB_FUNCTION,
+                JOB_FUNCTIONS[kind],
                 kwargs={"request": request},
                 job_id=job_id,
                 timeout=self.retention.job_timeout_s,

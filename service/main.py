@@ -24,7 +24,7 @@ from service.job_store import JobStore, Retention
 from service.metrics import HttpMetrics, RequestMetrics, ServiceCollector
 from service.middleware import BodySizeLimit
 from service.rate_limit import RateLimiter
-from service.routes import aggregate, attributions, catalogue, health, jobs, metrics, ui, views
+from service.routes import aggregate, attributions, catalogue, context, health, jobs, metrics, ui, views
 from service.settings import ApiSettings, get_settings
 
 logger = logging.getLogger("seqattr.api")
@@ -110,7 +110,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     app.add_middleware(RequestMetrics, metrics=HttpMetrics(app.state.metrics_registry))
-    routers = (attributions, jobs, aggregate, views, catalogue, health, metrics, ui)
+    routers = (attributions, context, jobs, aggregate, views, catalogue, health, metrics, ui)
     for module in routers:
         app.include_router(module.router)
     return app

@@ -1,5 +1,5 @@
-"""The job function RQ runs in a worker: `run_attribution_job(request)` (named in the shared contract as
-`schemas.redis_keys.ATTRIBUTION_JOB_FUNCTION`).
+"""The job functions RQ runs in a worker: `run_attribution_job(request)` and `run_context_job(request)` (named
+in the shared contract as `schemas.redis_keys.ATTRIBUTION_JOB_FUNCTION` and `CONTEXT_JOB_FUNCTION`).
 
 It validates the stored request again, takes the model from the worker's cache, runs the engine with a
 progress callback while the worker heartbeats, and stores the result as orjson bytes under its own key;
@@ -25,6 +25,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from schemas.attribution import AttributionRequest
+from schemas.context import ContextAttributionRequest
 from schemas.defaults import (
     DEFAULT_MAX_GRANULAR_BYTES,
     MAX_JOB_COST,
@@ -87,6 +88,8 @@ class ProgressReporter:
     """The engine's `on_progress(done, total)`: writes `job.meta['progress']`, at most every `min_interval_s`.
 
     The first and the last report are always written. Each write also checks whether the job was canceled.
+    Every report checks the job's deadline too: RQ's timeout is one SIGALRM, whose exception a library's broad
+    `except Exception` (in generation code, say) can swallow, after which nothing would stop the job.
     """
 
     def __init__(self, job: Job, min_interval_s: float = PROGRESS_MIN_INTERVAL_S) -> None:
@@ -95,10 +98,14 @@ class ProgressReporter:
         self.done = 0
         self.total = 0
         self._last_write: float | None = None
+        timeout = job.timeout if isinstance(job.timeout, int | float) and job.timeout > 0 else None
+        self._deadline = None if timeout is None else time.monotonic() + timeout
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
         now = time.monotonic()
+        if self._deadline is not None and now > self._deadline:
+            raise JobTimeoutException(f"Task exceeded maximum timeout value ({self.job.timeout} seconds)")
         due = self._last_write is None or now - self._last_write >= self.min_interval_s
         if due or done >= total:
             self._write(now)
@@ -126,15 +133,36 @@ def _fail(job: Job, problem: dict[str, Any]) -> None:
     job.save_meta()
 
 
+Compute = Callable[[Job, dict[str, Any], JobRuntime, "ProgressReporter"], tuple[bytes, float]]
+"""One job kind's work: validate the stored request, run the engine with the progress reporter, store the
+result under `result_key` (and whatever else the kind keeps); returns the result's bytes and the engine's
+time in seconds."""
+
+
 def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     """Run one attribution request; returns where the result was stored.
 
     Args:
         request: the validated `AttributionRequest`, as JSON-ready data.
     """
+    return _run_job(request, _attribution, str(request.get("method", "unknown")))
+
+
+def run_context_job(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one context-attribution (PECoRe) request; returns where the result was stored.
+
+    Args:
+        request: the validated `ContextAttributionRequest`, as JSON-ready data.
+    """
+    return _run_job(request, _context_attribution, str(request.get("attribution_method", "unknown")))
+
+
+def _run_job(request: dict[str, Any], compute: Compute, method: str) -> dict[str, Any]:
+    """What every job kind shares: attempts, heartbeats, metrics, the end announcement and the failure
+    handling of `_guarded`."""
     job = get_current_job()
     if job is None:
-        raise RuntimeError("run_attribution_job must run inside an RQ worker")
+        raise RuntimeError("a job function must run inside an RQ worker")
     # The job's retry is for a lost worker only, which RQ reads back from Redis when it finds the job
     # abandoned; any failure this process sees and reports would only fail again, so it is never retried.
     job.retries_left = 0
@@ -148,13 +176,12 @@ def run_attribution_job(request: dict[str, Any]) -> dict[str, Any]:
     started, status, engine_s = time.perf_counter(), "failed", None
     try:
         with runtime.heartbeats(job):
-            payload, engine_s = _run(job, request, runtime)
+            payload, engine_s = _guarded(job, request, runtime, compute)
         status = "finished"
     except JobCanceled:
         status = "canceled"
         raise
     finally:
-        method = str(request.get("method", "unknown"))
         elapsed = time.perf_counter() - started
         record_job(job.connection, status, method, elapsed, engine_s)
         _announce_end(job)
@@ -173,30 +200,58 @@ def _announce_end(job: Job) -> None:
         logger.warning("could not announce the end of job %s", job.id, exc_info=True)
 
 
-def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes, float]:
-    """Run the request and store its result (returns its bytes and the engine's time); on failure record the
-    problem in the job's meta and re-raise."""
+def _result_ttl(job: Job) -> int:
+    return job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL_S
+
+
+def _attribution(
+    job: Job, request: dict[str, Any], runtime: JobRuntime, progress: ProgressReporter
+) -> tuple[bytes, float]:
+    parsed = AttributionRequest.model_validate(request)
+    loaded = runtime.model_cache.get(parsed.model)
+    attributed = attribute(
+        parsed,
+        loaded,
+        progress,
+        result_id=job.id,
+        max_cost=runtime.max_job_cost,
+        max_granular_bytes=runtime.max_granular_bytes,
+    )
+    result = attributed.result
+    payload = orjson.dumps(result)
+    ttl = _result_ttl(job)
+    # One transaction: a reader never sees the result without the scores kept for re-aggregation.
+    with job.connection.pipeline() as pipe:
+        pipe.set(result_key(job.id), payload, ex=ttl)
+        pipe.set(scores_key(job.id), attributed.archive, ex=ttl)
+        pipe.execute()
+    return payload, float(result["info"]["exec_time_s"])
+
+
+def _context_attribution(
+    job: Job, request: dict[str, Any], runtime: JobRuntime, progress: ProgressReporter
+) -> tuple[bytes, float]:
+    # Imported here while the engine module is being written: a worker without it still runs attribution jobs.
+    from workers.engine.context_attribution import run_context_attribution  # noqa: PLC0415
+
+    parsed = ContextAttributionRequest.model_validate(request)
+    loaded = runtime.model_cache.get(parsed.model)
+    started = time.perf_counter()
+    result = run_context_attribution(parsed, loaded, progress, job.id, max_cost=runtime.max_job_cost)
+    engine_s = time.perf_counter() - started
+    payload = orjson.dumps(result)
+    # No score archive: re-aggregation applies to attribution jobs only.
+    job.connection.set(result_key(job.id), payload, ex=_result_ttl(job))
+    return payload, engine_s
+
+
+def _guarded(job: Job, request: dict[str, Any], runtime: JobRuntime, compute: Compute) -> tuple[bytes, float]:
+    """Run `compute` (returns the result's bytes and the engine's time); on failure record the problem in
+    the job's meta and re-raise."""
     progress = ProgressReporter(job, runtime.progress_interval_s)
     try:
         progress.check_canceled()
-        parsed = AttributionRequest.model_validate(request)
-        loaded = runtime.model_cache.get(parsed.model)
-        attributed = attribute(
-            parsed,
-            loaded,
-            progress,
-            result_id=job.id,
-            max_cost=runtime.max_job_cost,
-            max_granular_bytes=runtime.max_granular_bytes,
-        )
-        result = attributed.result
-        payload = orjson.dumps(result)
-        ttl = job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL_S
-        # One transaction: a reader never sees the result without the scores kept for re-aggregation.
-        with job.connection.pipeline() as pipe:
-            pipe.set(result_key(job.id), payload, ex=ttl)
-            pipe.set(scores_key(job.id), attributed.archive, ex=ttl)
-            pipe.execute()
+        payload, engine_s = compute(job, request, runtime, progress)
         progress.finish()
     except JobCanceled:
         logger.info("job %s canceled", job.id)
@@ -219,4 +274,4 @@ def _run(job: Job, request: dict[str, Any], runtime: JobRuntime) -> tuple[bytes,
             job, SeqattrError(f"the worker failed while running the job ({type(exc).__name__})").to_problem()
         )
         raise
-    return payload, float(result["info"]["exec_time_s"])
+    return payload, engine_s

@@ -13,6 +13,7 @@ from schemas.defaults import EXPORT_CHUNK_BYTES, RESULT_CHUNK_BYTES, SUGGESTED_P
 from schemas.errors import ExportTooLargeError, GranularExportError
 from schemas.exports import ExportFormat
 from service.exports.common import chunked, is_granular
+from service.exports.context_export import refuse_text
 from service.exports.csv_export import estimate_csv, render_csv
 from service.exports.inseq_export import estimate_inseq, render_inseq
 from service.exports.json_export import estimate_json, render_json
@@ -134,8 +135,10 @@ def export_response(
     Raises:
         ExportTooLargeError: 413, naming the smaller formats.
         GranularExportError: 422, a granular result asked for as CSV.
+        InvalidRequestError: 422, the text format (context-attribution results only).
         JobExpiredError: 410, the stored result disappeared before it was read.
     """
+    refuse_text(fmt)
     chosen: Candidate = (fmt, precision)
     headers = {"Vary": "Accept"}
     stored_size: int | None = None

@@ -16,12 +16,14 @@ from schemas.problems import (
 )
 from service import job_operations
 from service.deps import JobStoreDep, SettingsDep
-from service.exports import ExportOptionsDep, export_response
+from service.exports import ExportOptionsDep, context_export_response, export_response
 from service.rate_limit import RateLimitedCallerDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(description="The job id from `POST /v1/attributions`.")]
+JobId = Annotated[
+    str, Path(description="The job id from `POST /v1/attributions` or `POST /v1/attribute-context`.")
+]
 
 
 @router.get(
@@ -66,12 +68,21 @@ async def get_job(
 @router.get(
     "/{job_id}/result",
     name="get_job_result",
-    summary="A finished job's result, as JSON, CSV or the reference library's file",
+    summary="A finished job's result, as JSON, CSV, the reference library's file or text",
     description="The format is `?format=`, else the best match of `Accept` (JSON for none or `*/*`). "
-    "Results stream; `Accept-Encoding: gzip` compresses them.",
+    "Results stream; `Accept-Encoding: gzip` compresses them. An attribution job's result is "
+    "`AttributionResult` (json, csv, inseq); an attribute-context job's is `ContextAttributionResult` "
+    "(json) or its text rendering (text).",
     response_class=Response,
     responses=export_responses(
-        401, 429, 404, 410, 503, s422="Invalid parameters, or a granular result asked for as CSV."
+        401,
+        429,
+        404,
+        410,
+        503,
+        s422="Invalid parameters, a granular result asked for as CSV, or a format the job's kind has not "
+        "(text for an attribution job; csv or inseq for a context-attribution job).",
+        context=True,
     ),
 )
 def get_job_result(
@@ -82,6 +93,8 @@ def get_job_result(
     export: ExportOptionsDep,
 ) -> Response:
     job, stored = job_operations.get_result(store, job_id, caller)
+    if job.kind == "attribute-context":
+        return context_export_response(stored, export.format, max_bytes=settings.max_export_bytes)
     return export_response(
         stored,
         export.format,

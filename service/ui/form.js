@@ -4,6 +4,7 @@
 import { ApiError, getJson, request } from "./api.js";
 import { renderArgs } from "./args.js";
 import { el, lines, shortId } from "./dom.js";
+import { ContextMode } from "./context.js";
 
 const PREFERRED_METHOD = "saliency";
 const PREFERRED_FUNCTION = "probability";
@@ -21,6 +22,7 @@ export class SubmitForm {
     this.functions = new Map();
     this.readArgs = () => ({ args: {}, errors: [] });
     this.loaded = false;
+    this.context = new ContextMode(this.form, () => this.context.apply());
     $("method").addEventListener("change", () => this.methodChanged());
     $("model").addEventListener("change", () => this.modelChanged());
     $("attributed-fn").addEventListener("change", () => this.functionChanged());
@@ -42,6 +44,8 @@ export class SubmitForm {
     this.fillModels(models.models);
     this.fillMethods(methods.methods);
     this.fillFunctions(functions.step_functions);
+    this.context.fillFunctions(functions.step_functions);
+    this.context.apply();
     this.loaded = true;
   }
 
@@ -132,6 +136,11 @@ export class SubmitForm {
 
   /** The request body, or `{errors}` found before sending. */
   body() {
+    if (this.context.active) {
+      const { args, errors } = this.readArgs();
+      if (errors.length > 0) return { errors };
+      return this.context.body($("model").value, $("method").value, args);
+    }
     const body = { model: $("model").value, method: $("method").value, inputs: lines($("inputs").value) };
     const errors = [];
     if (body.inputs.length === 0) errors.push({ loc: ["inputs"], msg: "write at least one input" });
@@ -163,7 +172,8 @@ export class SubmitForm {
     button.disabled = true;
     status.textContent = "Submitting…";
     try {
-      const job = await (await request("/v1/attributions", { method: "POST", body })).json();
+      const path = this.context.active ? "/v1/attribute-context" : "/v1/attributions";
+      const job = await (await request(path, { method: "POST", body })).json();
       status.textContent = `Submitted job ${shortId(job.id)}.`;
       this.onSubmitted(job);
     } catch (error) {

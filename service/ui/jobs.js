@@ -159,7 +159,8 @@ export class JobList {
       statusCell(job),
       el("td", { "data-label": "Job" }, el("code", { title: job.id }, shortId(job.id))),
       el("td", { "data-label": "Model" }, request.model || ""),
-      el("td", { "data-label": "Method" }, request.method || ""),
+      el("td", { "data-label": "Method", dataset: { kind: job.kind } },
+        job.kind === "attribute-context" ? `context · ${request.attribution_method || ""}` : request.method || ""),
       el("td", { "data-label": "Created" }, when(job.created_at)),
       progressCell(job),
       actions);

@@ -21,7 +21,7 @@ export class ResultPanel {
   async open(job, { auto = false } = {}) {
     this.job = job;
     const asked = job.request || {};
-    $("result-heading").textContent = `Job ${shortId(job.id)} · ${asked.model || ""} · ${asked.method || ""}`;
+    $("result-heading").textContent = `Job ${shortId(job.id)} · ${asked.model || ""} · ${asked.method || asked.attribution_method || ""}`;
     this.section.hidden = false;
     this.frame.hidden = true;
     this.message.textContent = "Loading the heatmap…";

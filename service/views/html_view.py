@@ -38,7 +38,7 @@ LABEL_CHARS = 24
 HTML_BYTES_PER_CELL = 64
 """About what one heatmap cell takes in the page (for the size check made before rendering)."""
 
-_STYLE = (
+PAGE_STYLE = (
     """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;
 background:#fff}
@@ -81,14 +81,25 @@ table.heatmap td:hover{outline:2px solid #000;outline-offset:-2px}
 .hide-values td{color:transparent!important}
 #tip{position:fixed;z-index:10;background:#222;color:#fff;padding:3px 6px;border-radius:3px;font-size:12px;
 pointer-events:none;white-space:pre}
+p.tokens{margin:2px 0;line-height:2;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
+.tok{white-space:pre;padding:1px 0;border-radius:2px}
+.tok.sel{outline:2px solid #111;outline-offset:1px;font-weight:700}
+.tok .score{font-size:10px;vertical-align:super;margin-left:1px}
+h3{font-size:13px;margin:8px 0 2px;color:#555;font-weight:600}
+section.cci{margin:0 0 20px;padding:8px 12px;border:1px solid #ddd;border-radius:4px}
+section.cci .outputs{margin:2px 0;color:#444}
 """
     + level_css("table.heatmap td.cell", RED, BLUE)
+    + "\n"
+    + level_css(".tok", RED, BLUE)
     + "\n"
     + level_css(".legend .bar span", RED, BLUE)
     + "\n"
     + level_css("table.heatmap td.step", STEP_POSITIVE, STEP_NEGATIVE)
     + "\n"
 )
+"""The style sheet of every view page: attribution heatmaps and context-attribution token lines (one sheet,
+so one Content-Security-Policy serves both)."""
 
 _SCRIPT = """
 (function () {
@@ -119,7 +130,7 @@ def _csp_hash(source: str) -> str:
 
 
 CONTENT_SECURITY_POLICY = (
-    f"default-src 'none'; style-src {_csp_hash(_STYLE)}; script-src {_csp_hash(_SCRIPT)}; "
+    f"default-src 'none'; style-src {_csp_hash(PAGE_STYLE)}; script-src {_csp_hash(_SCRIPT)}; "
     "base-uri 'none'; form-action 'none'"
 )
 """The page may run its own style sheet and script, and load nothing at all."""
@@ -302,7 +313,7 @@ def render_html(result: Mapping[str, Any], finished_at: datetime | None = None) 
         f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{PAGE_STYLE}</style></head><body>",
         f"<header><h1>{escape(title)}</h1>",
         _meta(result, finished_at),
         *_notes(result, heatmaps),
@@ -324,4 +335,4 @@ def estimated_size(result: Mapping[str, Any]) -> int:
             matrix = seq.get(field) or ()
             cells += sum(len(row) for row in matrix) + len(matrix) * 4
         cells += sum(len(values) + 4 for values in (seq.get("step_scores") or {}).values())
-    return cells * HTML_BYTES_PER_CELL + len(_STYLE) + len(_SCRIPT)
+    return cells * HTML_BYTES_PER_CELL + len(PAGE_STYLE) + len(_SCRIPT)

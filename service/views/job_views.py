@@ -14,6 +14,7 @@ from schemas.errors import ExportTooLargeError, InvalidRequestError
 from schemas.jobs import Job
 from service.job_operations import get_result
 from service.job_store import JobStore
+from service.views.context_view import estimated_context_size, render_context_html
 from service.views.heatmap import sequence_heatmap
 from service.views.heatmap_image import ImageFormat, render_image
 from service.views.html_view import estimated_size, render_html
@@ -30,11 +31,14 @@ def finished_result(
 
 
 def job_page(store: JobStore, job_id: str, owner: str | None, max_bytes: int) -> str:
-    """The HTML view of a finished job's result."""
+    """The HTML view of a finished job's result: a heatmap page, or a context-attribution page."""
     job, result = finished_result(store, job_id, owner, max_bytes, "html")
-    estimated = estimated_size(result)
+    context = job.kind == "attribute-context"
+    estimated = estimated_context_size(result) if context else estimated_size(result)
     if estimated > max_bytes:
         raise ExportTooLargeError("html", estimated, max_bytes, [], exact=False)
+    if context:
+        return render_context_html(result, job.request, finished_at=job.ended_at)
     return render_html(result, finished_at=job.ended_at)
 
 
@@ -47,7 +51,13 @@ def job_image(
     store: JobStore, job_id: str, owner: str | None, sequence: int, fmt: ImageFormat, max_bytes: int
 ) -> bytes:
     """One sequence of a finished job's result as a PNG or SVG heatmap; 422 for a sequence it lacks."""
-    _, result = finished_result(store, job_id, owner, max_bytes, fmt)
+    job, result = finished_result(store, job_id, owner, max_bytes, fmt)
+    if job.kind != "attribution":
+        raise InvalidRequestError(
+            f"job {job_id} is an {job.kind} job: heatmap images show attribution jobs; its view is "
+            f"{job.links.view}",
+            kind=job.kind,
+        )
     sequences = result.get("sequences", [])
     if not 0 <= sequence < len(sequences):
         raise InvalidRequestError(

@@ -181,7 +181,7 @@ def test_format_wins_over_accept_and_unmatched_accept_is_406(
     assert response.content == job.raw
     for accept in ("image/png", "text/csv;q=0, application/json;q=0", "application/problem+json"):
         body = assert_problem(client.get(_result_url(job), headers={"Accept": accept}), 406, "not-acceptable")
-        assert body["available"] == ["application/json", "text/csv", INSEQ]
+        assert body["available"] == ["application/json", "text/csv", INSEQ, "text/plain"]
     assert_problem(client.get(_result_url(job), params={"format": "xml"}), 422, "validation-error")
 
 

@@ -21,6 +21,7 @@ def test_operation_ids_are_stable() -> None:
         [
             "aggregate_job_result",
             "create_attribution",
+            "create_context_attribution",
             "delete_job",
             "get_job",
             "get_job_heatmap_png",
@@ -45,6 +46,21 @@ def test_errors_are_documented_as_problems() -> None:
     assert set(responses) >= {"202", "400", "404", "413", "422"}
     assert "application/problem+json" in responses["422"]["content"]
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_the_context_result_is_its_own_type() -> None:
+    document = openapi_document()
+    ok = document["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
+    refs = {entry["$ref"] for entry in ok["application/json"]["schema"]["anyOf"]}
+    assert refs == {"#/components/schemas/AttributionResult", "#/components/schemas/ContextAttributionResult"}
+    assert "text/plain" in ok
+    context = document["components"]["schemas"]["ContextAttributionResult"]
+    assert {"cti_scores", "cci_scores", "output_current_tokens", "text"} <= set(context["properties"])
+    submit = document["paths"]["/v1/attribute-context"]["post"]
+    assert submit["tags"] == ["jobs"]
+    assert "application/problem+json" in submit["responses"]["422"]["content"]
+    aggregated = document["paths"]["/v1/jobs/{job_id}/aggregate"]["post"]["responses"]["200"]["content"]
+    assert "text/plain" not in aggregated
 
 
 def test_api_does_not_import_torch() -> None:

@@ -320,3 +320,43 @@ def test_api_key_prompt_and_a_refused_request(context: BrowserContext, keyed_api
     assert page.evaluate("sessionStorage.getItem('seqattr.apiKey')") is None
     ui.check()
     other.check()
+
+
+@pytest.mark.usefixtures("worker")
+def test_context_mode_submits_a_context_job_and_shows_its_view(
+    context: BrowserContext, api_url: str, client: httpx.Client, shots: Path
+) -> None:
+    ui = Dashboard(context, api_url)
+    page = ui.page
+    expect(page.locator("#model option")).not_to_have_count(0)
+    page.check("#kind-context")
+    expect(page.locator("#context-fields")).to_be_visible()
+    expect(page.locator("#inputs")).to_be_hidden()
+    expect(page.locator("#ctx-metric option")).not_to_have_count(0)
+    page.select_option("#model", "tiny-gpt2")
+    page.select_option("#method", "saliency")
+    page.fill("#ctx-input-context", "George was sick yesterday.")
+    page.fill("#ctx-input-current", "His colleagues asked him to come")
+    page.fill("#ctx-output-current", "to the hospital.")
+    page.fill("#ctx-cti-threshold", "0")
+    with page.expect_response(lambda r: r.url.endswith("/v1/attribute-context")) as answer:
+        page.click("#submit-button")
+    assert answer.value.status == 202, answer.value.text()
+    job_id = answer.value.json()["id"]
+
+    row = ui.row(job_id)
+    expect(row).to_have_attribute("data-status", "finished", timeout=JOB_TIMEOUT_MS)
+    expect(row.locator('[data-kind="attribute-context"]')).to_have_text("context · saliency")
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["kind"] == "attribute-context"
+    assert job["request"]["context_sensitivity_metric"] == "kl_divergence"
+    assert job["request"]["context_sensitivity_std_threshold"] == 0
+    result = client.get(f"/v1/jobs/{job_id}/result").json()
+    frame = page.frame_locator("#result-view")
+    selected = frame.locator("p.output-current span.tok.sel")
+    expect(selected.first).to_be_visible(timeout=10_000)
+    indices = sorted(int(i) for i in selected.evaluate_all("ts => ts.map(t => t.dataset.index)"))
+    assert indices == sorted(result["cti_selected"])
+    expect(frame.locator("section.cci")).to_have_count(len(result["cti_selected"]))
+    page.screenshot(path=str(shots / "dashboard-context.png"))
+    ui.check()

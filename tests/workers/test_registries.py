@@ -4,14 +4,16 @@ aggregator offered to clients always has an implementation, and nothing is imple
 from __future__ import annotations
 
 import importlib
+import typing
 
 import numpy as np
 import pytest
 import torch
 
 from schemas.aggregators import Aggregator
+from schemas.jobs import JobKind
 from schemas.methods import METHOD_ARGS, METHOD_SPECS
-from schemas.redis_keys import ATTRIBUTION_JOB_FUNCTION
+from schemas.redis_keys import ATTRIBUTION_JOB_FUNCTION, CONTEXT_JOB_FUNCTION, JOB_FUNCTIONS
 from schemas.scores.functions import FUNCTIONS
 from schemas.step_functions import STEP_FUNCTION_SPECS
 from workers.engine.aggregation import REDUCERS
@@ -61,6 +63,12 @@ def test_torch_and_numpy_aggregators_agree(aggregator: Aggregator) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
-def test_the_enqueued_job_function_exists() -> None:
-    module, _, name = ATTRIBUTION_JOB_FUNCTION.rpartition(".")
+@pytest.mark.parametrize("path", [ATTRIBUTION_JOB_FUNCTION, CONTEXT_JOB_FUNCTION])
+def test_the_enqueued_job_functions_exist(path: str) -> None:
+    module, _, name = path.rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_every_job_kind_has_a_job_function() -> None:
+    assert set(JOB_FUNCTIONS) == set(typing.get_args(JobKind))
+    assert JOB_FUNCTIONS["attribute-context"] == CONTEXT_JOB_FUNCTION

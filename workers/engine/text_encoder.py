@@ -61,10 +61,15 @@ class TextEncoder:
         )
 
     def decoder_start_id(self) -> int:
-        config = self.loaded.model.config
-        start = getattr(config, "decoder_start_token_id", None)
-        if start is None:
-            start = config.bos_token_id
-        if start is None:
-            raise InvalidRequestError(f"model {self.loaded.id!r} defines no decoder start token")
-        return int(start)
+        return decoder_start_id(self.loaded)
+
+
+def decoder_start_id(loaded: LoadedModel) -> int:
+    """The token an encoder-decoder model's decoder starts with (its config's, else BOS)."""
+    config = loaded.model.config
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        start = config.bos_token_id
+    if start is None:
+        raise InvalidRequestError(f"model {loaded.id!r} defines no decoder start token")
+    return int(start)

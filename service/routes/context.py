@@ -1,0 +1,59 @@
+"""`POST /v1/attribute-context`: submit a context-attribution (PECoRe) job.
+
+The job goes through the same submit path as an attribution job (limits, API keys, rate limit, idempotency,
+queue-full), on its model's queue; `GET /v1/jobs/{id}` then reports it with `kind: "attribute-context"`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from schemas.context import ContextAttributionRequest
+from schemas.jobs import Job
+from schemas.problems import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    UnknownModelProblem,
+    ValidationProblem,
+    problem_responses,
+)
+from service import job_operations
+from service.deps import IdempotencyKeyHeader, JobStoreDep, RegistryDep, SettingsDep
+from service.rate_limit import RateLimitedCallerDep
+
+router = APIRouter(prefix="/v1/attribute-context", tags=["jobs"])
+
+
+@router.post(
+    "",
+    name="create_context_attribution",
+    status_code=202,
+    response_model=Job,
+    summary="Submit a context-attribution (PECoRe) job",
+    description="Finds the generated tokens whose prediction depends on the context (CTI, a contrastive "
+    "step function with and without the context), then attributes each of them to the context tokens (CCI). "
+    "Poll the job at `Location`; its result is JSON (`ContextAttributionResult`) or `?format=text`.",
+    responses={
+        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem),
+        422: {
+            "model": ValidationProblem | Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": "An invalid body (`errors` lists each location: a non-contrastive metric, an "
+            "unknown method, a template without `{current}`, the `manual` strategy...), or an "
+            "`Idempotency-Key` already used with another body.",
+        },
+        202: {"description": "Accepted; poll the job at the `Location` header."},
+    },
+)
+async def create_context_attribution(
+    body: ContextAttributionRequest,
+    caller: RateLimitedCallerDep,
+    store: JobStoreDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    job, replayed = job_operations.submit_job(
+        store, registry, body, idempotency_key, caller, max_queued=settings.max_queued_jobs
+    )
+    return job_operations.accepted(job, replayed)
