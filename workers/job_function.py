@@ -35,6 +35,7 @@ from schemas.defaults import (
 from schemas.errors import JobTimeoutError, OutOfMemoryError, SeqattrError
 from schemas.models import load_registry
 from schemas.redis_keys import cancel_key, job_ended_channel, result_key, scores_key
+from workers.engine.context_attribution import run_context_attribution
 from workers.engine.run import attribute
 from workers.metrics import record_job
 from workers.model_cache import ModelCache
@@ -231,9 +232,6 @@ def _attribution(
 def _context_attribution(
     job: Job, request: dict[str, Any], runtime: JobRuntime, progress: ProgressReporter
 ) -> tuple[bytes, float]:
-    # Imported here while the engine module is being written: a worker without it still runs attribution jobs.
-    from workers.engine.context_attribution import run_context_attribution  # noqa: PLC0415
-
     parsed = ContextAttributionRequest.model_validate(request)
     loaded = runtime.model_cache.get(parsed.model)
     started = time.perf_counter()
