@@ -22,6 +22,7 @@ from cli import render
 from cli.attribute_command import attribute
 from cli.common import DEFAULT_URL, ApiKey, Url, reported
 from cli.context_command import attribute_context
+from cli.dataset_command import attribute_dataset
 from schemas.defaults import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -139,6 +140,7 @@ def worker(
 
 app.command(rich_help_panel=_ATTRIBUTE)(attribute)
 app.command("attribute-context", rich_help_panel=_ATTRIBUTE)(attribute_context)
+app.command("attribute-dataset", rich_help_panel=_ATTRIBUTE)(attribute_dataset)
 
 
 @app.command(rich_help_panel=_ATTRIBUTE)

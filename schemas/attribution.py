@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -142,6 +144,19 @@ class AggregationOptions(BaseModel):
         return self
 
 
+def _http_url(url: str) -> str:
+    """An absolute http(s) URL, kept as given (its host is checked against an allow-list when submitted)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    _ = parts.port  # ValueError for a port that is not a number in 0-65535
+    return url
+
+
+CallbackUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_http_url)]
+"""Where a job's final record is POSTed when it ends."""
+
+
 class AttributionRequest(BaseModel):
     """A feature-attribution job: which model, which method, on which texts."""
 
@@ -213,6 +228,12 @@ class AttributionRequest(BaseModel):
     )
     aggregation: AggregationOptions = AggregationOptions()
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    callback_url: CallbackUrl | None = Field(
+        None,
+        description="When the job ends, the API POSTs its final record here, signed in `Seqattr-Signature` "
+        "(`t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<body>'>`); the host must be in the service's "
+        "`SEQATTR_CALLBACK_ALLOWED_HOSTS`.",
+    )
 
     @field_validator("inputs", "generated_texts", "contrast_sources", "contrast_targets")
     @classmethod

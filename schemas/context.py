@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from typing_extensions import TypedDict
 
-from schemas.attribution import GenerationArgs, Text
+from schemas.attribution import CallbackUrl, GenerationArgs, Text
 from schemas.defaults import DEFAULT_MODEL, MAX_INPUT_CHARS
 from schemas.methods import METHOD_ARGS
 from schemas.step_functions import STEP_FUNCTION_SPECS
@@ -98,6 +98,9 @@ class ContextAttributionRequest(BaseModel):
     generation_args: GenerationArgs = GenerationArgs()
     method_args: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    callback_url: CallbackUrl | None = Field(
+        None, description="As in `POST /v1/attributions`: the job's final record is POSTed here when it ends."
+    )
 
     @field_validator("context_sensitivity_metric")
     @classmethod

@@ -83,6 +83,24 @@ LONG_POLL_INTERVAL_S = 0.2
 LONG_POLL_SETTLE_S = 0.005
 """How often a woken long poll re-reads the job until RQ has recorded its end (a few milliseconds)."""
 
+SSE_KEEPALIVE_S = 15.0
+"""Longest silence on a job's event stream before a keep-alive comment (proxies drop idle connections)."""
+
+SSE_POLL_S = 1.0
+"""How often an event stream re-reads its job without news (no one announces a start or a lost worker)."""
+
+CALLBACK_ATTEMPTS = 4
+"""Deliveries of one job's callback before it is given up (the first and its retries)."""
+
+CALLBACK_BACKOFF_S = 0.5
+"""Wait before a callback's first retry; it doubles before each next one."""
+
+CALLBACK_TIMEOUT_S = 5.0
+"""Longest one callback delivery may take (connect, send, answer)."""
+
+CALLBACK_END_WAIT_S = 5.0
+"""Longest the callback sender waits, after a worker announced a job's end, for RQ to record it."""
+
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest request body accepted (413 above): 32 inputs of 20,000 characters fit with room to spare."""
 
@@ -201,3 +219,9 @@ GZIP_MIN_BYTES = 1024
 
 GZIP_LEVEL = 6
 """zlib level of `Accept-Encoding: gzip` answers (9 costs several times the CPU for a few % less)."""
+
+MAX_BATCH_ITEMS = 10_000
+"""Most items one batch (`POST /v1/batches`) may hold."""
+
+BATCH_CHUNK_ITEMS = 8
+"""Items per chunk job of a batch when the request names no `chunk_size`."""

@@ -161,6 +161,21 @@ class QueueFullError(SeqattrError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class CallbackNotAllowedError(SeqattrError):
+    """A submitted `callback_url` whose host the service may not call (`SEQATTR_CALLBACK_ALLOWED_HOSTS`)."""
+
+    slug = "callback-not-allowed"
+    title = "Callback URL not allowed"
+    status = 422
+
+    def __init__(self, host: str, allowed: list[str]) -> None:
+        if allowed:
+            detail = f"callback host {host!r} is not in SEQATTR_CALLBACK_ALLOWED_HOSTS: {', '.join(allowed)}"
+        else:
+            detail = "callbacks are off: SEQATTR_CALLBACK_ALLOWED_HOSTS is empty on this service"
+        super().__init__(detail, setting="SEQATTR_CALLBACK_ALLOWED_HOSTS")
+
+
 class UnknownJobError(SeqattrError):
     slug = "unknown-job"
     title = "Unknown job"
@@ -363,3 +378,23 @@ class ExportTooLargeError(SeqattrError):
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+
+
+class UnknownBatchError(SeqattrError):
+    slug = "unknown-batch"
+    title = "Unknown batch"
+    status = 404
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"no batch with id {batch_id!r}")
+
+
+class BatchFileError(SeqattrError):
+    """An uploaded batch file (JSONL or CSV) has a line that is not an item; `line` is its 1-based number."""
+
+    slug = "invalid-batch-file"
+    title = "Invalid batch file"
+    status = 422
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}", line=line)

@@ -85,6 +85,21 @@ def job_ended_channel(job_id: str) -> str:
     return f"{PREFIX}ended:{job_id}"
 
 
+JOB_ENDED_PATTERN = f"{PREFIX}ended:*"
+"""Pattern of every job's end channel (`job_ended_channel`): the API's callback sender listens on it."""
+
+
+def job_events_channel(job_id: str) -> str:
+    """Pub/sub channel on which a worker publishes each progress write of a job (`{"done", "total"}` JSON):
+    event streams (`GET /v1/jobs/{id}/events`) follow it."""
+    return f"{PREFIX}events:{job_id}"
+
+
+def callback_claim_key(job_id: str) -> str:
+    """Set (NX) by the one API process that delivers a job's callback."""
+    return f"{PREFIX}callback:{job_id}"
+
+
 def job_index(owner: str | None) -> str:
     """The index of the jobs created with one API key (by its name), or of anonymous jobs."""
     return JOB_INDEX if owner is None else f"{JOB_INDEX}:key:{owner}"
@@ -94,3 +109,17 @@ def idempotency_key(key: str, owner: str | None = None) -> str:
     """Maps a client's `Idempotency-Key` to its job, per API key (hashed: keys are arbitrary text)."""
     scoped = (owner or "") + "\0" + key
     return f"{PREFIX}idempotency:{hashlib.sha256(scoped.encode()).hexdigest()}"
+
+
+BATCH_INDEX = PREFIX + "batches"
+"""Sorted set of anonymous batch ids scored by creation time; each API key has its own (`batch_index`)."""
+
+
+def batch_key(batch_id: str) -> str:
+    """The orjson record of a batch: owner, creation time, template, item count, chunk job ids and ranges."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_index(owner: str | None) -> str:
+    """The index of the batches created with one API key (by its name), or of anonymous batches."""
+    return BATCH_INDEX if owner is None else f"{BATCH_INDEX}:key:{owner}"

@@ -19,12 +19,15 @@ from schemas.logs import TEXT_FORMAT, configure_logging
 from schemas.models import load_registry
 from schemas.problems import problems_as_sent
 from service.auth import ApiKeys
+from service.callbacks import CallbackSender
 from service.errors import install_error_handlers
 from service.job_store import JobStore, Retention
 from service.metrics import HttpMetrics, RequestMetrics, ServiceCollector
 from service.middleware import BodySizeLimit
 from service.rate_limit import RateLimiter
 from service.routes import aggregate, attributions, catalogue, context, health, jobs, metrics, ui, views
+from service.routes import batches as batch_routes
+from service.routes import events as event_routes
 from service.settings import ApiSettings, get_settings
 
 logger = logging.getLogger("seqattr.api")
@@ -78,6 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     retention = Retention(settings.job_timeout_s, settings.queued_job_ttl_s, settings.result_ttl_s)
     events = AsyncRedis.from_url(settings.effective_redis_url, socket_connect_timeout=5)
     app.state.job_store = JobStore(connection, app.state.registry, retention, events)
+    app.state.events = events  # event streams subscribe with it
+    app.state.callbacks = CallbackSender.start(app.state.job_store, events, settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.effective_redis_url)
     service_metrics = ServiceCollector(app.state.job_store)
     app.state.metrics_registry.register(service_metrics)
@@ -88,6 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.callbacks.stop()
         app.state.metrics_registry.unregister(service_metrics)
         app.state.job_store.close()
         await events.aclose()
@@ -110,7 +116,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     app.add_middleware(RequestMetrics, metrics=HttpMetrics(app.state.metrics_registry))
-    routers = (attributions, context, jobs, aggregate, views, catalogue, health, metrics, ui)
+    routers = (attributions, context, jobs, batch_routes, aggregate, views, catalogue, health, metrics, ui)
     for module in routers:
         app.include_router(module.router)
+    app.include_router(event_routes.router)
     return app

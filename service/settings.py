@@ -57,6 +57,14 @@ class ApiSettings(CommonSettings):
         ge=1,
         description="Largest result export (GET /v1/jobs/{id}/result) in the chosen format; 413 above it.",
     )
+    callback_allowed_hosts: str = Field(
+        "",
+        description="Hosts (`host` or `host:port`, comma-separated) that jobs' `callback_url` may name; "
+        "empty: callbacks are refused.",
+    )
+    callback_secret: str | None = Field(
+        None, repr=False, description="Key of the HMAC-SHA256 signature of callbacks (`Seqattr-Signature`)."
+    )
 
     @field_validator("rate_limit")
     @classmethod
@@ -85,7 +93,16 @@ class ApiSettings(CommonSettings):
                 "SEQATTR_REQUIRE_API_KEYS is set but no key is configured: set SEQATTR_API_KEYS or "
                 "SEQATTR_API_KEYS_FILE (or SEQATTR_REQUIRE_API_KEYS=0 to run without keys)"
             )
+        if self.callback_hosts() and not self.callback_secret:
+            raise ValueError(
+                "SEQATTR_CALLBACK_ALLOWED_HOSTS is set but SEQATTR_CALLBACK_SECRET is not: "
+                "callbacks are signed with it"
+            )
         return self
+
+    def callback_hosts(self) -> list[str]:
+        """The allowed callback hosts, lower-cased (empty: callbacks are off)."""
+        return [h.strip().lower() for h in self.callback_allowed_hosts.split(",") if h.strip()]
 
     def key_table(self) -> dict[str, str]:
         """Configured API keys, name -> key (empty: no authentication)."""

@@ -34,7 +34,7 @@ from schemas.defaults import (
 )
 from schemas.errors import JobTimeoutError, OutOfMemoryError, SeqattrError
 from schemas.models import load_registry
-from schemas.redis_keys import cancel_key, job_ended_channel, result_key, scores_key
+from schemas.redis_keys import cancel_key, job_ended_channel, job_events_channel, result_key, scores_key
 from workers.engine.context_attribution import run_context_attribution
 from workers.engine.run import attribute
 from workers.metrics import record_job
@@ -127,6 +127,13 @@ class ProgressReporter:
         self._last_write = now
         self.job.meta["progress"] = {"done": self.done, "total": self.total}
         self.job.save_meta()
+        # Event streams follow each write; a lost message only costs a stream one step, never the job.
+        try:
+            self.job.connection.publish(
+                job_events_channel(self.job.id), orjson.dumps(self.job.meta["progress"])
+            )
+        except RedisError:
+            logger.warning("could not publish the progress of job %s", self.job.id, exc_info=True)
 
 
 def _fail(job: Job, problem: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from schemas.problems import (
     problem_responses,
 )
 from service import job_operations
+from service.callbacks import check_submitted_callback
 from service.deps import IdempotencyKeyHeader, JobStoreDep, RegistryDep, SettingsDep
 from service.rate_limit import RateLimitedCallerDep
 
@@ -53,6 +54,7 @@ async def create_context_attribution(
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
+    check_submitted_callback(body.callback_url, settings)
     job, replayed = job_operations.submit_job(
         store, registry, body, idempotency_key, caller, max_queued=settings.max_queued_jobs
     )

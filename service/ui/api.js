@@ -52,7 +52,9 @@ export async function request(path, { method = "GET", body, accept = "applicatio
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   const init = { method, headers, cache: "no-store", credentials: "omit" };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart: the browser writes the Content-Type with its boundary
+  } else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }

@@ -1,6 +1,7 @@
 // The dashboard: wires the submit form, the job list, the result view and the API-key prompt together.
 
 import { ApiError, apiKey, forgetApiKey, onUnauthorized, setApiKey } from "./api.js";
+import { BatchList } from "./batches.js";
 import { SubmitForm } from "./form.js";
 import { JobList } from "./jobs.js";
 import { ResultPanel } from "./view.js";
@@ -24,6 +25,10 @@ const jobs = new JobList({
   onError: (error) => (error ? showBanner(error) : hideBanner()),
 });
 const form = new SubmitForm((job) => jobs.follow(job));
+const batches = new BatchList({
+  template: () => form.template(),
+  onError: (error) => (error ? showBanner(error) : hideBanner()),
+});
 
 function showKeyState() {
   $("key-status").hidden = !apiKey();
@@ -34,6 +39,7 @@ function askForKey(problem) {
   forgetApiKey();
   showKeyState();
   jobs.clear();
+  batches.clear();
   result.close();
   const panel = $("key-panel");
   $("key-reason").textContent = problem.detail || "This service needs an API key.";
@@ -47,7 +53,7 @@ async function start() {
   hideBanner();
   showKeyState();
   try {
-    await Promise.all([form.load(), jobs.refresh()]);
+    await Promise.all([form.load(), jobs.refresh(), batches.refresh()]);
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     if (error.status !== 401) showBanner(error);
@@ -69,6 +75,7 @@ $("key-form").addEventListener("submit", (event) => {
 $("forget-key").addEventListener("click", () => {
   forgetApiKey();
   jobs.clear();
+  batches.clear();
   result.close();
   start();
 });

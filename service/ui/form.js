@@ -160,6 +160,23 @@ export class SubmitForm {
     return errors.length > 0 ? { errors } : { body };
   }
 
+  /** The fields a batch shares with this form (model, method, arguments, step scores...), or `{errors}`. */
+  template() {
+    if (this.context.active) {
+      return { errors: [{ loc: ["job"], msg: "a batch runs attributions: choose Attribution above" }] };
+    }
+    const template = { model: $("model").value, method: $("method").value };
+    if (this.form.elements["target-mode"].value !== "force" && $("max-new-tokens").value !== "") {
+      template.generation_args = { max_new_tokens: Number($("max-new-tokens").value) };
+    }
+    if (!$("attributed-fn").disabled) template.attributed_fn = $("attributed-fn").value;
+    template.step_scores = this.chosenScores();
+    const { args, errors } = this.readArgs();
+    if (Object.keys(args).length > 0) template.method_args = args;
+    if ($("seed").value !== "") template.seed = Number($("seed").value);
+    return errors.length > 0 ? { errors } : { template };
+  }
+
   async submit() {
     const button = $("submit-button");
     const status = $("submit-status");

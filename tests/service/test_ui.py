@@ -360,3 +360,57 @@ def test_context_mode_submits_a_context_job_and_shows_its_view(
     expect(frame.locator("section.cci")).to_have_count(len(result["cti_selected"]))
     page.screenshot(path=str(shots / "dashboard-context.png"))
     ui.check()
+
+
+@pytest.mark.usefixtures("worker")
+def test_batches_are_listed_with_progress_downloaded_uploaded_and_canceled(
+    context: BrowserContext, api_url: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    items = [{"input": f"{SENTENCES[i % len(SENTENCES)]} ({i})"} for i in range(6)]
+    created = client.post(
+        "/v1/batches",
+        json={
+            "model": "tiny-gpt2",
+            "generation_args": {"max_new_tokens": 3},
+            "items": items,
+            "chunk_size": 2,
+        },
+    )
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    ui = Dashboard(context, api_url)
+    page = ui.page
+    row = page.locator(f'#batches tbody tr[data-batch-id="{batch_id}"]')
+    expect(row).to_have_attribute("data-status", "finished", timeout=JOB_TIMEOUT_MS)
+    expect(row.locator(".count")).to_have_text("6/6")
+    bar = row.locator("progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("6", "6")
+    expect(row.locator(".rate")).to_contain_text("items/s")
+    expect(row.get_by_role("button", name=re.compile("Cancel"))).to_have_count(0)
+    with page.expect_download() as saved:
+        row.get_by_role("button", name=re.compile("as JSONL")).click()
+    served = client.get(f"/v1/batches/{batch_id}/results", params={"partial": "all"}).content
+    assert Path(saved.value.path()).read_bytes() == served and served.count(b"\n") == 6
+
+    # The upload form sends a file with the main form's model as template; no worker serves this model, so
+    # the batch stays queued until canceled.
+    ui.fill(UNSERVED_MODEL, "saliency", "unused: the file gives the inputs")
+    dataset = tmp_path / "data.jsonl"
+    dataset.write_text('{"text": "Hello there."}\n{"text": "Good morning."}\n{"text": "See you."}\n')
+    page.set_input_files("#batch-file", str(dataset))
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/batches") and r.request.method == "POST"
+    ) as answer:
+        page.click("#batch-submit")
+    assert answer.value.status == 202, answer.value.text()
+    queued = answer.value.json()
+    assert (queued["total"], queued["template"]["model"]) == (3, UNSERVED_MODEL)
+    assert queued["template"]["generation_args"]["max_new_tokens"] == 3
+    expect(page.locator("#batch-status")).to_contain_text("3 items")
+    row = page.locator(f'#batches tbody tr[data-batch-id="{queued["id"]}"]')
+    expect(row).to_have_attribute("data-status", "queued")
+    row.get_by_role("button", name=re.compile("Cancel")).click()
+    expect(row).to_have_attribute("data-status", "canceled")
+    expect(row.get_by_role("button", name=re.compile("Cancel"))).to_have_count(0)
+    assert client.get(f"/v1/batches/{queued['id']}").json()["counts"]["canceled"] == 3
+    ui.check()
