@@ -17,8 +17,8 @@ from cli import render
 from cli.dataset_client import BatchClient
 from cli.errors import Interrupted, JobFailed, ProblemResponse
 from cli.request import AttributeOptions, validated
-from schemas.batches import chunk_requests
-from schemas.defaults import BATCH_CHUNK_ITEMS, EXPORT_CHUNK_BYTES, PROGRESS_MIN_INTERVAL_S
+from schemas.batches import chunk_requests, default_chunk_size
+from schemas.defaults import EXPORT_CHUNK_BYTES, PROGRESS_MIN_INTERVAL_S
 from schemas.errors import SeqattrError, UnknownModelError
 
 _OUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -153,7 +153,7 @@ def run_local(job: DatasetJob) -> None:
     template = job.template()
     try:
         items = parse_file(job.file.read_bytes(), job.file.name, job.input_field, job.generated_field)
-        chunks = chunk_requests(template, items, job.chunk_size or BATCH_CHUNK_ITEMS)
+        chunks = chunk_requests(template, items, job.chunk_size or default_chunk_size(template))
     except SeqattrError as exc:  # a bad line: the 422 the service answers
         raise ProblemResponse(exc.to_problem()) from None
     err = render.stderr()

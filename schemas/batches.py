@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from schemas.attribution import AttributionRequest, Text
-from schemas.defaults import MAX_BATCH_ITEMS, MAX_INPUTS_PER_REQUEST
+from schemas.attribution import AttributionRequest, CallbackUrl, Text
+from schemas.defaults import BATCH_CHUNK_ITEMS, DEFAULT_METHOD, MAX_BATCH_ITEMS, MAX_INPUTS_PER_REQUEST
 from schemas.errors import RequestValidationFailed
+from schemas.methods import METHOD_ARGS
 
 PER_ITEM_FIELDS = (
     "inputs",
@@ -55,6 +56,11 @@ class BatchRequest(BatchTemplate):
     """A batch: the template fields of `POST /v1/attributions` and the items, given inline."""
 
     items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    callback_url: CallbackUrl | None = Field(
+        None,
+        description="When the batch ends, the API POSTs its final record here, signed as job callbacks are "
+        "(the host must be in SEQATTR_CALLBACK_ALLOWED_HOSTS).",
+    )
     chunk_size: int | None = Field(
         None,
         ge=1,
@@ -68,6 +74,18 @@ class BatchRequest(BatchTemplate):
         if any(forced) and not all(forced):
             raise ValueError("give `generated` for every item or for none")
         return self
+
+
+def default_chunk_size(template: dict[str, Any]) -> int:
+    """Items per chunk when the batch names none: `BATCH_CHUNK_ITEMS` for a method that runs each input once,
+    fewer for the methods that run `n_steps` or `n_samples` copies of it (at least one item; 8 for IG's
+    default 50 steps would make chunks 50 times longer)."""
+    args = template.get("method_args") or {}
+    copies = max(int(args.get("n_steps", 1) or 1), int(args.get("n_samples", 1) or 1))
+    if copies <= 1 and template.get("method", DEFAULT_METHOD) in METHOD_ARGS:
+        defaults = METHOD_ARGS[template.get("method", DEFAULT_METHOD)]().model_dump()
+        copies = max(int(defaults.get("n_steps", 1) or 1), int(defaults.get("n_samples", 1) or 1))
+    return max(1, BATCH_CHUNK_ITEMS * 8 // max(copies, 8)) if copies > 1 else BATCH_CHUNK_ITEMS
 
 
 def template_of(request: BaseModel) -> dict[str, Any]:

@@ -224,4 +224,6 @@ MAX_BATCH_ITEMS = 10_000
 """Most items one batch (`POST /v1/batches`) may hold."""
 
 BATCH_CHUNK_ITEMS = 8
-"""Items per chunk job of a batch when the request names no `chunk_size`."""
+"""Items per chunk job of a batch when the request names no `chunk_size`, for a method that runs one copy of
+each input (saliency, attention...); methods that run `n_steps` or `n_samples` copies get fewer
+(`schemas.batches.default_chunk_size`), so that chunks take about as long whatever the method."""

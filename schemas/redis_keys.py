@@ -123,3 +123,8 @@ def batch_key(batch_id: str) -> str:
 def batch_index(owner: str | None) -> str:
     """The index of the batches created with one API key (by its name), or of anonymous batches."""
     return BATCH_INDEX if owner is None else f"{BATCH_INDEX}:key:{owner}"
+
+
+def batch_of_key(job_id: str) -> str:
+    """The batch a chunk job belongs to (its id), so the end of a chunk can end its batch."""
+    return f"{PREFIX}batch-of:{job_id}"

@@ -38,7 +38,7 @@ from schemas.errors import (
 from schemas.exports import CSV_COLUMNS
 from schemas.jobs import TERMINAL_STATUSES, Job
 from schemas.models import ModelEntry
-from schemas.redis_keys import batch_index, batch_key
+from schemas.redis_keys import batch_index, batch_key, batch_of_key
 from service import job_operations
 from service.exports.csv_export import render_csv as render_result_csv
 from service.job_store import IndexEntry, JobStore
@@ -120,6 +120,7 @@ def submit_batch(
     owner: str | None = None,
     max_queued: int | None = None,
     loc: tuple[str, ...] = ("body",),
+    callback_url: str | None = None,
 ) -> Batch:
     """Enqueue the batch's chunks as attribution jobs and record the batch; all chunks or none are queued."""
     chunks = chunk_requests(template, items, chunk_size, loc)
@@ -144,6 +145,7 @@ def submit_batch(
         "created_at": now,
         "total": len(items),
         "template": full_template,
+        "callback_url": callback_url,
         "chunks": [
             [job.id, start, start + len(request.inputs)]
             for job, (start, request) in zip(jobs, chunks, strict=True)
@@ -153,6 +155,8 @@ def submit_batch(
     with _redis(store).pipeline() as pipe:
         pipe.set(batch_key(batch_id), orjson.dumps(record), ex=ttl)
         pipe.zadd(batch_index(owner), {batch_id: now})
+        for job in jobs:  # the end of a chunk looks up its batch (callbacks)
+            pipe.set(batch_of_key(job.id), batch_id, ex=ttl)
         pipe.execute()
     return _batch(batch_id, record, _chunk_jobs(store, record))
 
@@ -233,6 +237,23 @@ def _batch(batch_id: str, record: dict[str, Any], jobs: list[Job | None]) -> Bat
 def get_batch(store: JobStore, batch_id: str, owner: str | None = None) -> Batch:
     record = _load(store, batch_id, owner)
     return _batch(batch_id, record, _chunk_jobs(store, record))
+
+
+def ended_batch_with_callback(store: JobStore, job_id: str) -> tuple[Batch, str] | None:
+    """The batch of a chunk job, and its callback URL, when the batch has one and has ended (the API's
+    callback sender asks at the end of each chunk)."""
+    raw_id = cast("bytes | None", _redis(store).get(batch_of_key(job_id)))
+    if raw_id is None:
+        return None
+    batch_id = raw_id.decode()
+    raw = _redis(store).get(batch_key(batch_id))
+    record = orjson.loads(raw) if raw else None
+    if record is None or not record.get("callback_url"):
+        return None
+    batch = _batch(batch_id, record, _chunk_jobs(store, record))
+    if batch.status not in ("finished", "canceled"):
+        return None
+    return batch, str(record["callback_url"])
 
 
 def _index_page(redis: Redis, owner: str | None, after: IndexEntry | None, count: int) -> list[IndexEntry]:

@@ -32,6 +32,7 @@ from schemas.defaults import (
 from schemas.errors import CallbackNotAllowedError, SeqattrError
 from schemas.jobs import TERMINAL_STATUSES, Job
 from schemas.redis_keys import JOB_ENDED_PATTERN, callback_claim_key
+from service.batches import ended_batch_with_callback
 from service.job_operations import get_job
 from service.job_store import JobStore
 from service.settings import ApiSettings
@@ -129,19 +130,26 @@ class CallbackSender:
         try:
             job = await self._ended_job(job_id)
             url = None if job is None else job.request.get("callback_url")
-            if job is None or not url:
-                return
-            if not await self._redis.set(callback_claim_key(job_id), b"1", nx=True, ex=self._claim_ttl_s):
-                return  # another API process delivers it
-            await self._deliver(str(url), job)
+            if job is not None and url and await self._claim(job_id):
+                await self._deliver(str(url), f"job {job_id}", job.model_dump_json().encode())
+            # A chunk's end may end its batch; the chunk's record is read first (above), so the last
+            # chunk to end sees every chunk ended.
+            ended = await run_in_threadpool(ended_batch_with_callback, self._store, job_id)
+            if ended is not None and await self._claim("batch:" + ended[0].id):
+                batch, batch_url = ended
+                await self._deliver(batch_url, f"batch {batch.id}", batch.model_dump_json().encode())
         except (RedisError, SeqattrError):
-            logger.warning("callback of job %s not delivered", job_id, exc_info=True)
+            logger.warning("callback after job %s not delivered", job_id, exc_info=True)
+
+    async def _claim(self, name: str) -> bool:
+        """Whether this process delivers `name`'s callback (one API process claims each)."""
+        return bool(await self._redis.set(callback_claim_key(name), b"1", nx=True, ex=self._claim_ttl_s))
 
     async def _ended_job(self, job_id: str) -> Job | None:
         """The job's final record once RQ has recorded its end (the worker announces it just before), or
         None: no callback asked for, gone, or not ended within `CALLBACK_END_WAIT_S`."""
         rq_job = await run_in_threadpool(self._store.fetch, job_id)
-        if rq_job is None or not (rq_job.kwargs or {}).get("request", {}).get("callback_url"):
+        if rq_job is None:
             return None
         owner = (rq_job.meta or {}).get("owner")
         deadline = time.monotonic() + CALLBACK_END_WAIT_S
@@ -154,13 +162,12 @@ class CallbackSender:
                 return None
             await asyncio.sleep(LONG_POLL_SETTLE_S)
 
-    async def _deliver(self, url: str, job: Job) -> None:
+    async def _deliver(self, url: str, what: str, body: bytes) -> None:
         try:
             check_callback_url(url, self._allowed)
         except CallbackNotAllowedError as exc:
-            logger.warning("callback of job %s refused: %s", job.id, exc.detail)
+            logger.warning("callback of %s refused: %s", what, exc.detail)
             return
-        body = job.model_dump_json().encode()
         delay_s = CALLBACK_BACKOFF_S
         for attempt in range(1, CALLBACK_ATTEMPTS + 1):
             headers = {
@@ -171,13 +178,13 @@ class CallbackSender:
             try:
                 response = await self._client.post(url, content=body, headers=headers)
                 if response.is_success:
-                    logger.info("callback of job %s delivered (attempt %d)", job.id, attempt)
+                    logger.info("callback of %s delivered (attempt %d)", what, attempt)
                     return
                 failure = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 failure = type(exc).__name__
             if attempt < CALLBACK_ATTEMPTS:
-                logger.info("callback of job %s failed (%s); retrying in %.1f s", job.id, failure, delay_s)
+                logger.info("callback of %s failed (%s); retrying in %.1f s", what, failure, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s *= 2
-        logger.warning("callback of job %s given up after %d attempts (%s)", job.id, attempt, failure)
+        logger.warning("callback of %s given up after %d attempts (%s)", what, attempt, failure)

@@ -234,7 +234,12 @@ class JobStore:
         cleanup periodically too; running it when a started job is read reports a dead worker's job
         as soon as its heartbeat has lapsed.
         """
-        StartedJobRegistry(origin, connection=self._redis, serializer=SERIALIZER).cleanup()
+        registry = StartedJobRegistry(origin, connection=self._redis, serializer=SERIALIZER)
+        before = set(registry.get_job_ids())
+        registry.cleanup()
+        # A dead worker cannot announce its job's end: announce the ones RQ failed or re-queued just now.
+        for job_id in before - set(registry.get_job_ids()):
+            self._redis.publish(job_ended_channel(job_id), b"1")
 
     def cancel(self, job: Job) -> None:
         """Stop a queued job at once; a running one stops at its next progress step."""
@@ -252,6 +257,8 @@ class JobStore:
         with self._redis.pipeline() as pipe:
             pipe.hset(job.key, "ended_at", utcformat(now()))
             pipe.expire(job.key, self.retention.result_ttl_s)
+            # No worker announces a job that never ran: long polls, event streams and callbacks hear it here.
+            pipe.publish(job_ended_channel(job.id), b"1")
             pipe.execute()
 
     def delete(self, job: Job) -> None:

@@ -12,10 +12,9 @@ from pydantic import Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from schemas.attribution import AttributionRequest
-from schemas.batches import Batch, BatchPage, BatchRequest, BatchTemplate, template_of
+from schemas.attribution import AttributionRequest, CallbackUrl
+from schemas.batches import Batch, BatchPage, BatchRequest, BatchTemplate, default_chunk_size, template_of
 from schemas.defaults import (
-    BATCH_CHUNK_ITEMS,
     EXPORT_CHUNK_BYTES,
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
@@ -30,12 +29,14 @@ from schemas.problems import (
     problem_responses,
 )
 from service import batches
+from service.callbacks import check_submitted_callback
 from service.deps import JobStoreDep, RegistryDep, SettingsDep
 from service.rate_limit import RateLimitedCallerDep
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 _CHUNK_SIZE = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_INPUTS_PER_REQUEST)])
+_CALLBACK_URL: TypeAdapter[str] = TypeAdapter(CallbackUrl)
 """A form's `chunk_size` (text), checked as the JSON body's."""
 
 BatchId = Annotated[str, Path(description="The batch id from `POST /v1/batches`.")]
@@ -68,8 +69,12 @@ def _validation_failed(exc: ValidationError, *loc: str) -> RequestValidationErro
     return RequestValidationError([{**e, "loc": (*loc, *e["loc"])} for e in exc.errors(include_input=False)])
 
 
-async def _parse(request: Request) -> tuple[dict[str, Any], list[Any], int | None, tuple[str, ...]]:
-    """(template, items, chunk size, where template errors are located) of a JSON or multipart body."""
+Parsed = tuple[dict[str, Any], list[Any], int | None, tuple[str, ...], str | None]
+"""A batch body: template, items, chunk size, where template errors are located, callback URL."""
+
+
+async def _parse(request: Request) -> Parsed:
+    """The parts of a JSON or multipart batch body."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -102,7 +107,14 @@ async def _parse(request: Request) -> tuple[dict[str, Any], list[Any], int | Non
             chunk_size = _CHUNK_SIZE.validate_python(raw_size) if raw_size else None
         except ValidationError as exc:
             raise _validation_failed(exc, "body", "chunk_size") from None
-        return template_of(template), items, chunk_size, ("body", "request")
+        raw_callback = form.get("callback_url")
+        callback = None
+        if isinstance(raw_callback, str) and raw_callback:
+            try:
+                callback = _CALLBACK_URL.validate_python(raw_callback)
+            except ValidationError as exc:
+                raise _validation_failed(exc, "body", "callback_url") from None
+        return template_of(template), items, chunk_size, ("body", "request"), callback
     if not content_type.startswith("application/json"):
         raise MalformedBodyError("send the batch as application/json or multipart/form-data")
     body = await request.body()
@@ -115,7 +127,7 @@ async def _parse(request: Request) -> tuple[dict[str, Any], list[Any], int | Non
         batch = BatchRequest.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise _validation_failed(exc, "body") from None
-    return template_of(batch), list(batch.items), batch.chunk_size, ("body",)
+    return template_of(batch), list(batch.items), batch.chunk_size, ("body",), batch.callback_url
 
 
 @router.post(
@@ -156,17 +168,19 @@ async def create_batch(
     registry: RegistryDep,
     settings: SettingsDep,
 ) -> Response:
-    template, items, chunk_size, loc = await _parse(request)
+    template, items, chunk_size, loc, callback_url = await _parse(request)
+    check_submitted_callback(callback_url, settings)
     batch = await run_in_threadpool(
         batches.submit_batch,
         store,
         registry,
         template,
         items,
-        chunk_size or BATCH_CHUNK_ITEMS,
+        chunk_size or default_chunk_size(template),
         caller,
         settings.max_queued_jobs,
         loc,
+        callback_url,
     )
     return Response(
         batch.model_dump_json(),

@@ -174,3 +174,28 @@ def test_event_streams_follow_api_key_ownership(alice: httpx.Client, callback_ap
     assert_problem(httpx.get(f"{callback_apis[1]}/v1/jobs/{job['id']}/events"), 401, "unauthorized")
     with alice.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
         assert list(read_events(response))[-1][2]["status"] == "finished"
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_batch_posts_its_final_record_once_when_its_last_chunk_ends(
+    alice: httpx.Client, receiver: Receiver
+) -> None:
+    items = [{"input": f"The cat sat on the mat number {i}."} for i in range(6)]
+    body = {"model": "tiny-gpt2", "items": items, "chunk_size": 2, "callback_url": receiver.url + "/batch"}
+    response = alice.post("/v1/batches", json=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["id"]
+    wait_until(lambda: receiver.to("/batch"), 60, "the batch callback")
+    time.sleep(0.5)  # the other API process, or another chunk's end, would have delivered by now too
+    [delivery] = receiver.to("/batch")
+    delivered = _verify(delivery)
+    assert delivered["id"] == batch_id and delivered["status"] == "finished"
+    assert delivered["done"] == delivered["total"] == 6
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_job_canceled_while_queued_gets_its_callback(alice: httpx.Client, receiver: Receiver) -> None:
+    job = submit(alice, queued_request(callback_url=receiver.url + "/canceled"))
+    assert alice.delete(f"/v1/jobs/{job['id']}").status_code == 202
+    wait_until(lambda: receiver.to("/canceled"), 30, "the callback of the canceled job")
+    assert _verify(receiver.to("/canceled")[0])["status"] == "canceled"
