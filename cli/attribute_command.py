@@ -8,9 +8,20 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import DEFAULT_URL, ApiKey, Url, reported
+from cli.common import (
+    DEFAULT_URL,
+    ApiKey,
+    Local,
+    MaxNewTokens,
+    Method,
+    MethodArgs,
+    Model,
+    StepScores,
+    Url,
+    reported,
+)
 from cli.request import AttributeOptions, parse_arg, parse_step_score_arg, split_ids
-from schemas.defaults import DEFAULT_ATTRIBUTED_FN, DEFAULT_MAX_NEW_TOKENS, DEFAULT_METHOD, DEFAULT_MODEL
+from schemas.defaults import DEFAULT_ATTRIBUTED_FN
 from schemas.exports import ExportFormat
 
 
@@ -19,16 +30,8 @@ def attribute(
         list[str],
         typer.Option("--input", "-i", help="Text to generate from and explain; repeat for several."),
     ],
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Model id (GET /v1/models).", show_default=DEFAULT_MODEL),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method", "-a", help="Attribution method (`seqattr methods`).", show_default=DEFAULT_METHOD
-        ),
-    ] = None,
+    model: Model = None,
+    method: Method = None,
     generated_texts: Annotated[
         list[str] | None,
         typer.Option(
@@ -37,25 +40,14 @@ def attribute(
             "followed by the continuation).",
         ),
     ] = None,
-    step_scores: Annotated[
-        list[str] | None,
-        typer.Option(help="Step scores to compute too (seqattr step-functions); repeat or comma-separate."),
-    ] = None,
+    step_scores: StepScores = None,
     attributed_fn: Annotated[
         str | None,
         typer.Option(
             help="Step function to attribute (`seqattr step-functions`).", show_default=DEFAULT_ATTRIBUTED_FN
         ),
     ] = None,
-    method_args: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method-arg",
-            metavar="NAME=VALUE",
-            help="A method parameter (`seqattr methods ID` lists them); VALUE is read as JSON when it is "
-            "(n_steps=8, abs=false, heads=[0,1]), else as a string. Repeat for several.",
-        ),
-    ] = None,
+    method_args: MethodArgs = None,
     attributed_fn_args: Annotated[
         list[str] | None,
         typer.Option(
@@ -81,10 +73,7 @@ def attribute(
             "the full text, prompt included).",
         ),
     ] = None,
-    max_new_tokens: Annotated[
-        int | None,
-        typer.Option(min=1, help="Tokens to generate.", show_default=str(DEFAULT_MAX_NEW_TOKENS)),
-    ] = None,
+    max_new_tokens: MaxNewTokens = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     idempotency_key: Annotated[
@@ -95,15 +84,7 @@ def attribute(
             rich_help_panel="Service",
         ),
     ] = None,
-    local: Annotated[
-        bool,
-        typer.Option(
-            "--local",
-            help="Run the engine in this process, without Redis or the API (models from the registry and "
-            "SEQATTR_MODELS, as a worker loads them).",
-            rich_help_panel="Service",
-        ),
-    ] = False,
+    local: Local = False,
     save: Annotated[
         Path | None,
         typer.Option(

@@ -11,7 +11,7 @@ import typer
 
 from cli import render
 from cli.errors import EXIT_INTERRUPTED, CommandError, JobFailed, ProblemResponse
-from schemas.defaults import DEFAULT_HOST, DEFAULT_PORT
+from schemas.defaults import DEFAULT_HOST, DEFAULT_MAX_NEW_TOKENS, DEFAULT_METHOD, DEFAULT_MODEL, DEFAULT_PORT
 
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 """Where `seqattr` finds the API unless `--url` or `SEQATTR_URL` says otherwise (`make serve`'s address)."""
@@ -29,6 +29,44 @@ ApiKey = Annotated[
         rich_help_panel="Service",
     ),
 ]
+
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model id (GET /v1/models).", show_default=DEFAULT_MODEL),
+]
+Method = Annotated[
+    str | None,
+    typer.Option(
+        "--method", "-a", help="Attribution method (`seqattr methods`).", show_default=DEFAULT_METHOD
+    ),
+]
+MethodArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--method-arg",
+        metavar="NAME=VALUE",
+        help="A method parameter (`seqattr methods ID` lists them); VALUE is read as JSON when it is "
+        "(n_steps=8, abs=false, heads=[0,1]), else as a string. Repeat for several.",
+    ),
+]
+MaxNewTokens = Annotated[
+    int | None, typer.Option(min=1, help="Tokens to generate.", show_default=str(DEFAULT_MAX_NEW_TOKENS))
+]
+StepScores = Annotated[
+    list[str] | None,
+    typer.Option(help="Step scores to compute too (seqattr step-functions); repeat or comma-separate."),
+]
+Local = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Run the engine in this process, without Redis or the API (models from the registry and "
+        "SEQATTR_MODELS, as a worker loads them).",
+        rich_help_panel="Service",
+    ),
+]
+"""The options the commands that run attributions share (`attribute`, `attribute-context`,
+`attribute-dataset`)."""
 
 
 @contextmanager

@@ -9,13 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from cli.attribute_command import _args
-from cli.common import DEFAULT_URL, ApiKey, Url, reported
+from cli.common import DEFAULT_URL, ApiKey, Local, MaxNewTokens, MethodArgs, Model, Url, reported
 from schemas.context import (
     DEFAULT_CONTEXT_ATTRIBUTED_FN,
     DEFAULT_CONTEXT_METHOD,
     DEFAULT_CONTEXT_SENSITIVITY_METRIC,
 )
-from schemas.defaults import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
 
 _TEXTS, _SELECTION, _SERVICE, _OUTPUT = "Texts", "Selection", "Service", "Output"
 
@@ -43,10 +42,7 @@ def attribute_context(  # noqa: PLR0913 (one parameter per option of the referen
     contextless_output_current: Annotated[
         str | None, _text("--contextless-output-current", "The output without context (with {current}).")
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Model id (GET /v1/models).", show_default=DEFAULT_MODEL),
-    ] = None,
+    model: Model = None,
     context_sensitivity_metric: Annotated[
         str | None,
         typer.Option(
@@ -97,28 +93,11 @@ def attribute_context(  # noqa: PLR0913 (one parameter per option of the referen
             help="auto or pre ('manual' needs a terminal prompt: refused).", rich_help_panel=_SELECTION
         ),
     ] = None,
-    method_args: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method-arg",
-            metavar="NAME=VALUE",
-            help="A parameter of the attribution method; VALUE read as JSON when it is. Repeat for several.",
-        ),
-    ] = None,
-    max_new_tokens: Annotated[
-        int | None,
-        typer.Option(min=1, help="Tokens to generate.", show_default=str(DEFAULT_MAX_NEW_TOKENS)),
-    ] = None,
+    method_args: MethodArgs = None,
+    max_new_tokens: MaxNewTokens = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
-    local: Annotated[
-        bool,
-        typer.Option(
-            "--local",
-            help="Run the engine in this process, without Redis or the API.",
-            rich_help_panel=_SERVICE,
-        ),
-    ] = False,
+    local: Local = False,
     save: Annotated[
         Path | None,
         typer.Option(

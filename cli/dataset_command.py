@@ -9,13 +9,21 @@ from typing import Annotated
 import typer
 
 from cli.attribute_command import _args
-from cli.common import DEFAULT_URL, ApiKey, Url, reported
+from cli.common import (
+    DEFAULT_URL,
+    ApiKey,
+    Local,
+    MaxNewTokens,
+    Method,
+    MethodArgs,
+    Model,
+    StepScores,
+    Url,
+    reported,
+)
 from cli.request import AttributeOptions, split_ids
 from schemas.defaults import (
     BATCH_CHUNK_ITEMS,
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_METHOD,
-    DEFAULT_MODEL,
     MAX_INPUTS_PER_REQUEST,
 )
 
@@ -38,32 +46,11 @@ def attribute_dataset(
             help="The field holding each item's forced target (decoder-only: prompt + continuation)."
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Model id (GET /v1/models).", show_default=DEFAULT_MODEL),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method", "-a", help="Attribution method (`seqattr methods`).", show_default=DEFAULT_METHOD
-        ),
-    ] = None,
-    method_args: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method-arg",
-            metavar="NAME=VALUE",
-            help="A method parameter, read as in `seqattr attribute`. Repeat for several.",
-        ),
-    ] = None,
-    step_scores: Annotated[
-        list[str] | None,
-        typer.Option(help="Step scores to compute too; repeat or comma-separate."),
-    ] = None,
-    max_new_tokens: Annotated[
-        int | None,
-        typer.Option(min=1, help="Tokens to generate.", show_default=str(DEFAULT_MAX_NEW_TOKENS)),
-    ] = None,
+    model: Model = None,
+    method: Method = None,
+    method_args: MethodArgs = None,
+    step_scores: StepScores = None,
+    max_new_tokens: MaxNewTokens = None,
     chunk_size: Annotated[
         int | None,
         typer.Option(
@@ -75,14 +62,7 @@ def attribute_dataset(
     ] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
-    local: Annotated[
-        bool,
-        typer.Option(
-            "--local",
-            help="Run the engine in this process, chunk by chunk, without Redis or the API.",
-            rich_help_panel="Service",
-        ),
-    ] = False,
+    local: Local = False,
 ) -> None:
     """Attribute every item of a dataset file as a batch: the service spreads its chunks over every worker;
     a progress bar follows the items, and the results are written to --out when the batch ends.

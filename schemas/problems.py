@@ -112,6 +112,24 @@ class ExportTooLargeProblem(Problem):
     alternatives: list[ExportAlternative] = Field(description="Formats under the limit, smallest first.")
 
 
+def submit_responses(s422: str, s202: str) -> dict[int | str, dict[str, Any]]:
+    """The responses of an endpoint that accepts work (a job, a batch): 202 described by `s202`, the problems
+    of a submit, and a 422 described by `s422` (a validation error, or another invalid-request problem)."""
+    return {
+        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem),
+        422: _any_422(s422),
+        202: {"description": s202},
+    }
+
+
+def _any_422(description: str) -> dict[str, Any]:
+    return {
+        "model": ValidationProblem | Problem,
+        "content": {PROBLEM_MEDIA_TYPE: {}},
+        "description": description,
+    }
+
+
 def export_responses(*statuses: int, s422: str, context: bool = False) -> dict[int | str, dict[str, Any]]:
     """The responses of an endpoint that answers a result in the export formats (`schemas.exports`): the
     formats, the problems `statuses`, 406, 409 and 413, and a 422 described by `s422`; `context` when
@@ -124,5 +142,5 @@ def export_responses(*statuses: int, s422: str, context: bool = False) -> dict[i
             s409=JobStateProblem,
             s413=ExportTooLargeProblem,
         ),
-        422: {"model": ValidationProblem | Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": s422},
+        422: _any_422(s422),
     }

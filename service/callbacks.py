@@ -31,7 +31,7 @@ from schemas.defaults import (
 )
 from schemas.errors import CallbackNotAllowedError, SeqattrError
 from schemas.jobs import TERMINAL_STATUSES, Job
-from schemas.redis_keys import JOB_ENDED_PATTERN, callback_claim_key
+from schemas.redis_keys import JOB_ENDED_PATTERN, batch_of_key, callback_claim_key
 from service.batches import ended_batch_with_callback
 from service.job_operations import get_job
 from service.job_store import JobStore
@@ -128,16 +128,25 @@ class CallbackSender:
 
     async def _handle(self, job_id: str) -> None:
         try:
-            job = await self._ended_job(job_id)
-            url = None if job is None else job.request.get("callback_url")
-            if job is not None and url and await self._claim(job_id):
+            rq_job = await run_in_threadpool(self._store.fetch, job_id)
+            if rq_job is None:
+                return
+            url = (rq_job.kwargs or {}).get("request", {}).get("callback_url")
+            in_batch = bool(await self._redis.exists(batch_of_key(job_id)))
+            if not url and not in_batch:
+                return  # most jobs: nothing to deliver, nothing to wait for
+            job = await self._ended_job(job_id, (rq_job.meta or {}).get("owner"))
+            if job is None:
+                return
+            if url and await self._claim(job_id):
                 await self._deliver(str(url), f"job {job_id}", job.model_dump_json().encode())
-            # A chunk's end may end its batch; the chunk's record is read first (above), so the last
-            # chunk to end sees every chunk ended.
-            ended = await run_in_threadpool(ended_batch_with_callback, self._store, job_id)
-            if ended is not None and await self._claim("batch:" + ended[0].id):
-                batch, batch_url = ended
-                await self._deliver(batch_url, f"batch {batch.id}", batch.model_dump_json().encode())
+            if in_batch:
+                # The chunk's end is recorded (above) before its batch is read, so the last chunk to end
+                # sees every chunk ended.
+                ended = await run_in_threadpool(ended_batch_with_callback, self._store, job_id)
+                if ended is not None and await self._claim("batch:" + ended[0].id):
+                    batch, batch_url = ended
+                    await self._deliver(batch_url, f"batch {batch.id}", batch.model_dump_json().encode())
         except (RedisError, SeqattrError):
             logger.warning("callback after job %s not delivered", job_id, exc_info=True)
 
@@ -145,20 +154,16 @@ class CallbackSender:
         """Whether this process delivers `name`'s callback (one API process claims each)."""
         return bool(await self._redis.set(callback_claim_key(name), b"1", nx=True, ex=self._claim_ttl_s))
 
-    async def _ended_job(self, job_id: str) -> Job | None:
+    async def _ended_job(self, job_id: str, owner: str | None) -> Job | None:
         """The job's final record once RQ has recorded its end (the worker announces it just before), or
-        None: no callback asked for, gone, or not ended within `CALLBACK_END_WAIT_S`."""
-        rq_job = await run_in_threadpool(self._store.fetch, job_id)
-        if rq_job is None:
-            return None
-        owner = (rq_job.meta or {}).get("owner")
+        None when it does not end within `CALLBACK_END_WAIT_S` (a lost worker's job put back in its queue)."""
         deadline = time.monotonic() + CALLBACK_END_WAIT_S
         while True:
             job = await run_in_threadpool(get_job, self._store, job_id, owner)
             if job.status in TERMINAL_STATUSES:
                 return job
             if time.monotonic() > deadline:
-                logger.warning("job %s announced its end but reads %s: no callback", job_id, job.status)
+                logger.info("job %s announced its end but reads %s: no callback yet", job_id, job.status)
                 return None
             await asyncio.sleep(LONG_POLL_SETTLE_S)
 

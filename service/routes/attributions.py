@@ -7,11 +7,7 @@ from fastapi import APIRouter, Response
 from schemas.attribution import AttributionRequest
 from schemas.jobs import Job
 from schemas.problems import (
-    PROBLEM_MEDIA_TYPE,
-    Problem,
-    UnknownModelProblem,
-    ValidationProblem,
-    problem_responses,
+    submit_responses,
 )
 from service import job_operations
 from service.callbacks import check_submitted_callback
@@ -27,16 +23,11 @@ router = APIRouter(prefix="/v1/attributions", tags=["attributions"])
     status_code=202,
     response_model=Job,
     summary="Submit an attribution job",
-    responses={
-        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem),
-        422: {
-            "model": ValidationProblem | Problem,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-            "description": "An invalid body (`errors` lists each location), or an `Idempotency-Key` already "
-            "used with another body.",
-        },
-        202: {"description": "Accepted; poll the job at the `Location` header."},
-    },
+    responses=submit_responses(
+        s422="An invalid body (`errors` lists each location), or an `Idempotency-Key` already "
+        "used with another body.",
+        s202="Accepted; poll the job at the `Location` header.",
+    ),
 )
 async def create_attribution(
     body: AttributionRequest,

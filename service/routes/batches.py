@@ -22,11 +22,9 @@ from schemas.defaults import (
 )
 from schemas.errors import InvalidRequestError, MalformedBodyError, RequestValidationFailed
 from schemas.problems import (
-    PROBLEM_MEDIA_TYPE,
-    Problem,
-    UnknownModelProblem,
     ValidationProblem,
     problem_responses,
+    submit_responses,
 )
 from service import batches
 from service.callbacks import check_submitted_callback
@@ -151,15 +149,10 @@ async def _parse(request: Request) -> Parsed:
             },
         }
     },
-    responses={
-        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem),
-        422: {
-            "model": ValidationProblem | Problem,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-            "description": "An invalid body (`errors` lists each location), or a bad line in the file.",
-        },
-        202: {"description": "Accepted; follow the batch at the `Location` header."},
-    },
+    responses=submit_responses(
+        s422="An invalid body (`errors` lists each location), or a bad line in the file.",
+        s202="Accepted; follow the batch at the `Location` header.",
+    ),
 )
 async def create_batch(
     request: Request,

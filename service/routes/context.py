@@ -11,11 +11,7 @@ from fastapi import APIRouter, Response
 from schemas.context import ContextAttributionRequest
 from schemas.jobs import Job
 from schemas.problems import (
-    PROBLEM_MEDIA_TYPE,
-    Problem,
-    UnknownModelProblem,
-    ValidationProblem,
-    problem_responses,
+    submit_responses,
 )
 from service import job_operations
 from service.callbacks import check_submitted_callback
@@ -34,17 +30,12 @@ router = APIRouter(prefix="/v1/attribute-context", tags=["jobs"])
     description="Finds the generated tokens whose prediction depends on the context (CTI, a contrastive "
     "step function with and without the context), then attributes each of them to the context tokens (CCI). "
     "Poll the job at `Location`; its result is JSON (`ContextAttributionResult`) or `?format=text`.",
-    responses={
-        **problem_responses(400, 401, 413, 429, 503, s404=UnknownModelProblem),
-        422: {
-            "model": ValidationProblem | Problem,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-            "description": "An invalid body (`errors` lists each location: a non-contrastive metric, an "
-            "unknown method, a template without `{current}`, the `manual` strategy...), or an "
-            "`Idempotency-Key` already used with another body.",
-        },
-        202: {"description": "Accepted; poll the job at the `Location` header."},
-    },
+    responses=submit_responses(
+        s422="An invalid body (`errors` lists each location: a non-contrastive metric, an "
+        "unknown method, a template without `{current}`, the `manual` strategy...), or an "
+        "`Idempotency-Key` already used with another body.",
+        s202="Accepted; poll the job at the `Location` header.",
+    ),
 )
 async def create_context_attribution(
     body: ContextAttributionRequest,

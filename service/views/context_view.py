@@ -17,7 +17,7 @@ from html import escape
 from typing import Any
 
 from service.views.colors import ColorScale, format_score, level_class
-from service.views.html_view import CONTENT_SECURITY_POLICY, PAGE_STYLE
+from service.views.html_view import PAGE_STYLE, page_head
 
 CONTEXT_HTML_BYTES_PER_TOKEN = 96
 """About what one token span takes in the page (for the size check made before rendering)."""
@@ -128,12 +128,7 @@ def render_context_html(
     selected = list(result.get("cti_selected") or [])
     threshold = escape(format_score(float(result.get("cti_threshold", 0.0))))
     parts = [
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="referrer" content="no-referrer">',
-        f"<title>{escape(title)}</title><style>{PAGE_STYLE}</style></head><body>",
-        f"<header><h1>{escape(title)}</h1>",
+        page_head(title),
         _meta(result, request, finished_at),
         "</header><main>",
         _texts(result, request),

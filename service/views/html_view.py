@@ -298,6 +298,18 @@ def _notes(result: Mapping[str, Any], heatmaps: list[SequenceHeatmap]) -> Iterat
         yield f'<p class="note warning">{escape(str(warning))}</p>'
 
 
+def page_head(title: str) -> str:
+    """A view page's head (its Content-Security-Policy, style and title) and the start of its header."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
+        f"<header><h1>{escape(title)}</h1>"
+    )
+
+
 def render_html(result: Mapping[str, Any], finished_at: datetime | None = None) -> str:
     """The page of a result (`schemas.results.AttributionResult`, stored or re-aggregated).
 
@@ -309,12 +321,7 @@ def render_html(result: Mapping[str, Any], finished_at: datetime | None = None) 
     decoder_only = not (result.get("model") or {}).get("is_encoder_decoder", False)
     title = f"Seqattr · {result.get('method', '')} on {(result.get('model') or {}).get('id', '')}"
     parts = [
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="referrer" content="no-referrer">',
-        f"<title>{escape(title)}</title><style>{PAGE_STYLE}</style></head><body>",
-        f"<header><h1>{escape(title)}</h1>",
+        page_head(title),
         _meta(result, finished_at),
         *_notes(result, heatmaps),
         "</header><main>",
